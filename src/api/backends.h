@@ -1,0 +1,43 @@
+// The backends behind the API layer. Each receives validated params structs only.
+#pragma once
+
+#include <cstddef>
+
+#include "common/decode_params.h"
+#include "flashmla/decode.h"
+
+namespace flashmla::detail {
+
+// How a backend wants its split-KV schedule cut (see split_plan.h).
+struct ScheduleConfig {
+  int num_workers;  // parallel work units per KV head and query-row tile
+  int block_n;      // tokens per schedule unit
+  int fixed_cost;   // per-piece overhead, in units
+};
+
+namespace cpu {
+ScheduleConfig schedule_config(const DecodeShape& shape);
+void dense_decode(const DenseDecodeParams& params);
+void sparse_decode(const SparseDecodeParams& params);
+void quantize_fp8(const FP8CacheConvertParams& params);
+void dequantize_fp8(const FP8CacheConvertParams& params);
+}  // namespace cpu
+
+#if defined(FLASHMLA_WITH_CUDA)
+namespace cuda {
+bool available();
+int current_device();
+ScheduleConfig schedule_config(const DecodeShape& shape, int device);
+void* device_alloc(size_t bytes, int device);  // throws Error(kRuntime) on failure
+void device_free(void* ptr, int device) noexcept;
+// Runs plan_splits in one GPU thread on `stream`.
+void plan_splits(const int32_t* cache_seqlens, int batch_size, const ScheduleConfig& config,
+                 int32_t* worker_schedule, int32_t* split_offsets, void* stream);
+void dense_decode(const DenseDecodeParams& params, void* stream);
+void sparse_decode(const SparseDecodeParams& params, void* stream);
+void quantize_fp8(const FP8CacheConvertParams& params, void* stream);
+void dequantize_fp8(const FP8CacheConvertParams& params, void* stream);
+}  // namespace cuda
+#endif
+
+}  // namespace flashmla::detail

@@ -1,0 +1,39 @@
+// What a DecodePlan holds: the schedule's parameters and its buffers on the plan's device.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "common/decode_params.h"
+#include "flashmla/decode.h"
+
+namespace flashmla::detail {
+
+struct PlanState {
+  DecodeShape shape;
+  Device device;
+  int head_dim_v = 512;
+  int num_workers = 0;
+  int block_n = 64;
+  int fixed_cost = 0;  // in schedule units, see split_plan.h
+  int max_splits = 0;  // batch_size + num_workers
+  bool planned = false;
+  int64_t planned_total_tokens = -1;  // host plans only: sum of cache_seqlens when planned
+
+  // Storage: host vectors for CPU plans, one device allocation for CUDA plans.
+  std::vector<int32_t> host_ints;
+  std::vector<float> host_floats;
+  void* device_buffer = nullptr;
+
+  int32_t* worker_schedule = nullptr;  // [num_workers, kScheduleStride]
+  int32_t* split_offsets = nullptr;    // [batch_size + 1]
+  float* partial_out = nullptr;        // [max_splits, s_q, h_q, dv]
+  float* partial_lse = nullptr;        // [max_splits, s_q, h_q]
+
+  ScheduleView view() const {
+    return {num_workers, block_n, worker_schedule, split_offsets, partial_out, partial_lse,
+            max_splits};
+  }
+};
+
+}  // namespace flashmla::detail
