@@ -29,9 +29,11 @@ struct PlanState;
 // `num_splits`, plus the split workspace). Construct it once per shape (this allocates, on
 // the plan's device), call update() once per step with that step's cache_seqlens, then pass
 // it to every layer's decode call: per-layer calls neither allocate nor synchronize.
+// `num_workers` overrides the backend's parallelism (0: the backend's choice; on CUDA one worker
+// is one CTA per KV head and query-row tile), for tuning and tests.
 class DecodePlan {
  public:
-  DecodePlan(const DecodeShape& shape, Device device, int head_dim_v = 512);
+  DecodePlan(const DecodeShape& shape, Device device, int head_dim_v = 512, int num_workers = 0);
   ~DecodePlan();
   DecodePlan(DecodePlan&&) noexcept;
   DecodePlan& operator=(DecodePlan&&) noexcept;

@@ -18,7 +18,7 @@ struct PlanState {
   int fixed_cost = 0;  // in schedule units, see split_plan.h
   int max_splits = 0;  // batch_size + num_workers
   bool planned = false;
-  int64_t planned_total_tokens = -1;  // host plans only: sum of cache_seqlens when planned
+  std::vector<int32_t> planned_seqlens;  // host plans only: the cache_seqlens planned for
 
   // Storage: host vectors for CPU plans, one device allocation for CUDA plans.
   std::vector<int32_t> host_ints;
