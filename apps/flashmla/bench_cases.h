@@ -1,0 +1,65 @@
+// The cases `flashmla bench` times: one from the shape flags, or a list from a case file in the
+// format of the FlashMLA anchor files (shared/anchors/flashmla-dense-decode-*.json).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace flashmla::cli {
+
+struct BenchCase {
+  int index = 0;  // position in the case list before any filtering (0-based)
+  int b = 4;
+  int s_q = 1;
+  int h_q = 16;
+  int h_kv = 1;
+  int d = 576;
+  int dv = 512;
+  int page_block_size = 64;
+  bool causal = false;
+  int64_t s_k_nominal = 4096;          // the file's s_k_nominal, else the flag's --s-k
+  std::vector<int32_t> cache_seqlens;  // [b]
+  std::optional<double> flashmla_us;   // FlashMLA's time for this case, when the file has it
+
+  double mean_s_k() const;
+  // The anchor's method: FLOPs = b*h_q*s_q*mean_len*2*(d+dv) (causal masking not discounted);
+  // bytes = b*(s_q*h_q*d + mean_len*h_kv*d + s_q*h_q*dv) * element size.
+  double flops() const;
+  double bytes(size_t element_size) const;
+  // "b=128 s_q=1 s_k=4096 h_q=128 h_kv=1 causal", for progress lines.
+  std::string describe() const;
+};
+
+// The shape flags of `flashmla bench`; every sequence gets s_k cached tokens.
+struct ShapeFlags {
+  int batch = 4;
+  int s_q = 1;
+  int s_k = 4096;
+  int heads = 16;
+  int heads_kv = 1;
+  int page_block_size = 64;
+  int head_dim = 576;
+  int head_dim_v = 512;
+  bool causal = false;
+};
+
+BenchCase case_from_flags(const ShapeFlags& flags);
+
+// Reads {"cases": [...]} (or a bare array). Each case needs b, s_q, h_q, d, dv,
+// page_block_size, causal and cache_seqlens; h_kv defaults to 1, s_k_nominal to the rounded
+// mean length, flashmla_us is optional. Throws CliError("--cases", ...) naming file and case.
+std::vector<BenchCase> load_case_file(const std::string& path);
+
+// The cases matching `filter`, at most `max_cases` of them (0: no limit), in order.
+//
+// A filter is comma-separated conditions, all of which must hold: KEY OP VALUE with KEY one of
+// index, b, s_q, s_k (nominal), h_q, h_kv, d, dv, page, causal (0/1); OP one of = != < <= > >=;
+// VALUE a number, or with "=" several separated by '|'. Example: "b<=8,h_q=128" or
+// "index=0|10|12". Throws CliError("--case-filter", ...) on a malformed filter.
+std::vector<BenchCase> select_cases(const std::vector<BenchCase>& cases, const std::string& filter,
+                                    int max_cases);
+
+}  // namespace flashmla::cli

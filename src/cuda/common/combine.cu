@@ -1,0 +1,123 @@
+// The combine kernel: one warp per (sequence, query token, head) row.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "cuda/common/check.h"
+#include "cuda/common/combine.h"
+
+namespace flashmla::detail::cuda {
+
+namespace {
+
+constexpr int kCombineWarps = 8;  // rows per CTA
+
+template <typename Elem>
+__device__ __forceinline__ Elem to_elem(float x);
+template <>
+__device__ __forceinline__ __nv_bfloat16 to_elem<__nv_bfloat16>(float x) {
+  return __float2bfloat16_rn(x);
+}
+template <>
+__device__ __forceinline__ __half to_elem<__half>(float x) {
+  return __float2half_rn(x);
+}
+
+// grid: (batch, ceil(s_q * h_q / kCombineWarps)); the split count is per sequence, so whole CTAs
+// of single-split sequences leave at once.
+template <typename Elem>
+__global__ void __launch_bounds__(kCombineWarps * 32)
+    combine_kernel(const __grid_constant__ DenseDecodeParams p) {
+  const int seq = blockIdx.x;
+  const int32_t* offsets = p.schedule.split_offsets;
+  const int first = offsets[seq];
+  const int splits = offsets[seq + 1] - first;
+  if (splits <= 1) return;
+  const int lane = threadIdx.x & 31;
+  const int row = blockIdx.y * kCombineWarps + (threadIdx.x >> 5);  // s * h_q + h
+  if (row >= p.s_q * p.h_q) return;
+  const int s = row / p.h_q;
+  const int h = row - s * p.h_q;
+  const int64_t row_stride = static_cast<int64_t>(p.s_q) * p.h_q;  // between splits
+  const float* lse_in = p.schedule.partial_lse + static_cast<int64_t>(first) * row_stride + row;
+  const float* out_in = p.schedule.partial_out + (static_cast<int64_t>(first) * row_stride + row) * p.dv;
+
+  // Max and sum of exp over the splits' lse; a split that saw no key has lse -inf (weight 0).
+  float m = -INFINITY;
+  bool nan = false;
+  for (int i = lane; i < splits; i += 32) {
+    const float v = lse_in[i * row_stride];
+    nan |= isnan(v);
+    m = fmaxf(m, v);
+  }
+#pragma unroll
+  for (int d = 16; d > 0; d >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, d));
+  nan = __any_sync(0xffffffffu, nan);
+  float total = 0.f;
+  if (m != -INFINITY) {
+    for (int i = lane; i < splits; i += 32) total += __expf(lse_in[i * row_stride] - m);
+  }
+#pragma unroll
+  for (int d = 16; d > 0; d >>= 1) total += __shfl_xor_sync(0xffffffffu, total, d);
+
+  float lse;
+  if (nan) {
+    lse = NAN;  // a split read an invalid page: poison the row rather than hide it
+  } else if (m == -INFINITY) {
+    lse = INFINITY;  // no split saw any key: out 0, lse +inf
+  } else {
+    lse = m + logf(total);
+  }
+  if (lane == 0) p.lse[seq * p.lse_batch_stride + h * p.lse_head_stride + s * p.lse_seq_stride] = lse;
+
+  Elem* out = static_cast<Elem*>(p.out) + seq * p.out_batch_stride + s * p.out_seq_stride +
+              h * p.out_head_stride;
+  const bool empty = !nan && m == -INFINITY;
+  if ((p.dv & 3) == 0) {
+    // 4 columns per lane per step: 512-byte coalesced reads of every split's row.
+    for (int c = lane * 4; c < p.dv; c += 128) {
+      float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (!empty) {
+        for (int i = 0; i < splits; ++i) {
+          const float w = nan ? NAN : __expf(lse_in[i * row_stride] - lse);
+          const float4 v = *reinterpret_cast<const float4*>(out_in + i * row_stride * p.dv + c);
+          acc.x += w * v.x;
+          acc.y += w * v.y;
+          acc.z += w * v.z;
+          acc.w += w * v.w;
+        }
+      }
+      out[c] = to_elem<Elem>(acc.x);
+      out[c + 1] = to_elem<Elem>(acc.y);
+      out[c + 2] = to_elem<Elem>(acc.z);
+      out[c + 3] = to_elem<Elem>(acc.w);
+    }
+  } else {
+    for (int c = lane; c < p.dv; c += 32) {
+      float acc = 0.f;
+      if (!empty) {
+        for (int i = 0; i < splits; ++i) {
+          const float w = nan ? NAN : __expf(lse_in[i * row_stride] - lse);
+          acc += w * out_in[i * row_stride * p.dv + c];
+        }
+      }
+      out[c] = to_elem<Elem>(acc);
+    }
+  }
+}
+
+}  // namespace
+
+void launch_combine(const DenseDecodeParams& p, cudaStream_t stream) {
+  const dim3 grid(p.batch_size, (p.s_q * p.h_q + kCombineWarps - 1) / kCombineWarps);
+  if (p.act_type == ActType::kBF16) {
+    combine_kernel<__nv_bfloat16><<<grid, kCombineWarps * 32, 0, stream>>>(p);
+  } else {
+    combine_kernel<__half><<<grid, kCombineWarps * 32, 0, stream>>>(p);
+  }
+  FLASHMLA_CUDA_CHECK_LAUNCH("combine_kernel");
+}
+
+}  // namespace flashmla::detail::cuda

@@ -1,0 +1,49 @@
+// Split-KV planning on the GPU: schedule_config picks the parallelism, plan_splits runs the
+// shared serial planner (common/split_plan.h) in one GPU thread so no host sync is needed.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+
+#include "api/backends.h"
+#include "common/split_plan.h"
+#include "cuda/common/check.h"
+#include "cuda/common/device_info.h"
+#include "cuda/sm90/decode/tile_shape.h"
+
+namespace flashmla::detail::cuda {
+
+namespace {
+
+__global__ void plan_splits_kernel(const int32_t* cache_seqlens, int batch_size, int block_n,
+                                   int num_workers, int fixed_cost, int32_t* worker_schedule,
+                                   int32_t* split_offsets) {
+  // O(batch + workers) serial work: a few microseconds, once per decoding step.
+  detail::plan_splits(cache_seqlens, batch_size, block_n, num_workers, fixed_cost,
+                      worker_schedule, split_offsets);
+}
+
+}  // namespace
+
+ScheduleConfig schedule_config(const DecodeShape& shape, int device) {
+  const int q_per_kv = shape.h_q / std::max(shape.h_kv, 1);
+  const int rows = decode_rows(shape.s_q, q_per_kv);
+  const int tile_rows = decode_tile_rows(rows);
+  const int ctas_per_worker = std::max(shape.h_kv, 1) * decode_row_tiles(rows);
+  // One wave: every worker's CTAs (one per KV head and row tile) together fill the SMs once.
+  const int workers = std::max(1, sm_count(device) / ctas_per_worker);
+  // A piece costs its KV units plus a fixed part: loading Q (kRows x d), writing the fp32
+  // partial output and the combine pass reading it back. For 64-row tiles that is about two
+  // 64-token KV tiles' worth of traffic, for smaller tiles about one.
+  const int fixed_cost = tile_rows == 64 ? 2 : 1;
+  return {workers, kDecodeBlockN, fixed_cost};
+}
+
+void plan_splits(const int32_t* cache_seqlens, int batch_size, const ScheduleConfig& config,
+                 int32_t* worker_schedule, int32_t* split_offsets, void* stream) {
+  plan_splits_kernel<<<1, 1, 0, static_cast<cudaStream_t>(stream)>>>(
+      cache_seqlens, batch_size, config.block_n, config.num_workers, config.fixed_cost,
+      worker_schedule, split_offsets);
+  FLASHMLA_CUDA_CHECK_LAUNCH("plan_splits_kernel");
+}
+
+}  // namespace flashmla::detail::cuda

@@ -1,0 +1,71 @@
+// Launching one configuration of the dense decode kernel. Included by the instantiation files
+// (one per element type and head dim, so that they compile in parallel).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "cuda/common/check.h"
+#include "cuda/common/device_info.h"
+#include "cuda/sm90/decode/dense_decode_kernel.cuh"
+
+namespace flashmla::detail::cuda::sm90 {
+
+template <class Cfg>
+void launch_dense_decode(const DenseDecodeArgs& a, cudaStream_t stream) {
+  const auto kernel = dense_decode_kernel<Cfg>;
+  set_max_dynamic_smem(reinterpret_cast<const void*>(kernel), Cfg::kSmemBytes);
+  const long long grid =
+      static_cast<long long>(a.p.schedule.num_workers) * a.p.h_kv * a.row_tiles;
+  if (grid < 1 || grid > 0x7fffffffLL) {
+    throw Error(ErrorKind::kNotSupported, "", "dense decode grid of " + std::to_string(grid) +
+                                                  " CTAs is outside what one launch can take");
+  }
+  kernel<<<static_cast<unsigned>(grid), Cfg::kThreads, Cfg::kSmemBytes, stream>>>(a);
+  FLASHMLA_CUDA_CHECK_LAUNCH("dense_decode_kernel");
+}
+
+// The configurations used for each query-row tile size (see tile_shape.h):
+//   16 rows: memory-bound (h_q / h_kv = 16, s_q = 1): 32-token stages, 5 deep, to keep
+//            ~150 KB of KV in flight per SM;
+//   32 rows: the same pipeline;
+//   64 rows: compute-bound: 64-token stages (fewer barriers and shared-memory reads per FLOP),
+//            double-buffered, which is all that fits next to a 72 KB Q tile.
+template <typename Elem, int kD>
+using DecodeConfig16 = DecodeConfig<Elem, kD, 16, 32, 5>;
+template <typename Elem, int kD>
+using DecodeConfig32 = DecodeConfig<Elem, kD, 32, 32, 5>;
+template <typename Elem, int kD>
+using DecodeConfig64 = DecodeConfig<Elem, kD, 64, 64, 2>;
+// Alternative 64-row pipeline (32-token stages, 4 deep), chosen with FLASHMLA_DECODE_VARIANT=1
+// for benchmarking; bf16 / d = 576 only.
+template <typename Elem, int kD>
+using DecodeConfig64Deep = DecodeConfig<Elem, kD, 64, 32, 4>;
+
+// Runs the configuration for a.rows (16, 32 or 64 rows per tile).
+template <typename Elem, int kD>
+void launch_dense_decode_for_rows(const DenseDecodeArgs& a, int tile_rows, int variant,
+                                  cudaStream_t stream);
+
+#define FLASHMLA_DEFINE_DENSE_DECODE_LAUNCH(ELEM, D, WITH_DEEP)                               \
+  template <>                                                                                \
+  void launch_dense_decode_for_rows<ELEM, D>(const DenseDecodeArgs& a, int tile_rows,       \
+                                             int variant, cudaStream_t stream) {            \
+    if (tile_rows == 16) {                                                                   \
+      launch_dense_decode<DecodeConfig16<ELEM, D>>(a, stream);                               \
+      return;                                                                                \
+    }                                                                                        \
+    if (tile_rows == 32) {                                                                   \
+      launch_dense_decode<DecodeConfig32<ELEM, D>>(a, stream);                               \
+      return;                                                                                \
+    }                                                                                        \
+    if constexpr (WITH_DEEP) {                                                               \
+      if (variant == 1) {                                                                    \
+        launch_dense_decode<DecodeConfig64Deep<ELEM, D>>(a, stream);                         \
+        return;                                                                              \
+      }                                                                                      \
+    }                                                                                        \
+    (void)variant;                                                                           \
+    launch_dense_decode<DecodeConfig64<ELEM, D>>(a, stream);                                 \
+  }
+
+}  // namespace flashmla::detail::cuda::sm90
