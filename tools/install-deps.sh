@@ -3,7 +3,7 @@
 set -euo pipefail
 
 packages=(cmake ninja-build g++ git libgtest-dev libopenblas-dev nlohmann-json3-dev libcli11-dev
-          python3 python3-pip)
+          python3 python3-pip python3-venv python3-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

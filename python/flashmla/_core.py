@@ -7,7 +7,7 @@ import itertools
 import threading
 import weakref
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, Mapping, Tuple, TypeVar
 
 from ._backend import _C, torch_module
 from ._interop import DeviceTuple

@@ -105,7 +105,7 @@ class DLPackAdapter(Adapter):
 
     def __init__(self, array_type: type) -> None:
         self.name = array_type.__module__.split(".")[0]
-        self._module = sys.modules.get(self.name)
+        self._module: Any = sys.modules.get(self.name)
 
     def device(self, like: Any) -> DeviceTuple:
         try:
@@ -138,13 +138,13 @@ class DLPackAdapter(Adapter):
                       np.dtype(np.uint8): torch.uint8}.get(dtype, torch.bfloat16)
             return torch.empty(shape, dtype=tdtype, device=f"cuda:{index}")
         try:
-            import cupy
+            import cupy as cp
         except ImportError as e:
             raise NotImplementedError(
                 f"allocating outputs for {self.name} CUDA arrays needs torch or cupy; "
                 "or pass out= and lse=") from e
-        with cupy.cuda.Device(index):
-            return cupy.empty(shape, dtype=dtype)
+        with cp.cuda.Device(index):
+            return cp.empty(shape, dtype=dtype)
 
     def stream(self, like: Any) -> int:
         if self.name == "cupy" and self.device(like)[0] == "cuda":

@@ -14,7 +14,7 @@ objects, and plan an MLADecoder, outside the compiled function.
 
 # No `from __future__ import annotations`: torch.library reads the annotations as objects.
 from types import SimpleNamespace
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Tuple, TypeAlias
 
 from . import _core
 from ._backend import torch_module
@@ -23,7 +23,7 @@ _ops: Optional[SimpleNamespace] = None
 
 
 def _register(torch: Any) -> SimpleNamespace:
-    Tensor = torch.Tensor
+    Tensor: TypeAlias = torch.Tensor
 
     @torch.library.custom_op("flashmla::dense_decode", mutates_args=())
     def dense_decode(q: Tensor, kv_cache: Tensor, block_table: Tensor, cache_seqlens: Tensor,

@@ -147,15 +147,9 @@ class MLADecoder:
                        softmax_scale: Optional[float], causal: bool) -> Tuple[Array, Array]:
         from ._torch_ops import ops
 
-        o, l = ops().dense_decode(q, kv_cache, block_table, cache_seqlens, self._id,
+        o, s = ops().dense_decode(q, kv_cache, block_table, cache_seqlens, self._id,
                                   self.head_dim_v, float(softmax_scale or 0.0), causal, False)
-        if out is not None:
-            out.copy_(o)
-            o = out
-        if lse is not None:
-            lse.copy_(l)
-            l = lse
-        return o, l
+        return _copy_into(o, out), _copy_into(s, lse)
 
 
 def sparse_decode(q: Array, kv_cache: Array, indices: Array, *,
@@ -187,19 +181,21 @@ def sparse_decode(q: Array, kv_cache: Array, indices: Array, *,
     if _core.compiling():
         from ._torch_ops import ops
 
-        o, l = ops().sparse_decode(q, kv_cache, indices, topk_length, attn_sink, extra_kv_cache,
+        o, s = ops().sparse_decode(q, kv_cache, indices, topk_length, attn_sink, extra_kv_cache,
                                    extra_indices, extra_topk_length, head_dim_v,
                                    float(softmax_scale or 0.0))
-        if out is not None:
-            out.copy_(o)
-            o = out
-        if lse is not None:
-            lse.copy_(l)
-            l = lse
-        return o, l
+        return _copy_into(o, out), _copy_into(s, lse)
     return _sparse_eager(q, kv_cache, indices, topk_length, attn_sink, extra_kv_cache,
                          extra_indices, extra_topk_length, head_dim_v, softmax_scale, out, lse,
                          stream)
+
+
+def _copy_into(result: Array, dest: Optional[Array]) -> Array:
+    """`result`, or `dest` with `result` copied into it (torch.compile path)."""
+    if dest is None:
+        return result
+    dest.copy_(result)
+    return dest
 
 
 def _sparse_eager(q: Array, kv_cache: Array, indices: Array, topk_length: Optional[Array],

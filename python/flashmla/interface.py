@@ -61,7 +61,7 @@ class FlashMLASchedMeta:
         self.config: Optional[SchedConfig] = None
         self.tile_scheduler_metadata: Optional[Any] = None
         self.num_splits: Optional[Any] = None
-        self._plan: Optional[Any] = None
+        self._plan: Optional[_C.Plan] = None
         self._id = _core.register_owner(self)
 
     def __repr__(self) -> str:
@@ -109,8 +109,14 @@ class FlashMLASchedMeta:
              extra_topk_length: Optional[Array]) -> Tuple[Array, Array]:
         adapter = adapter_for(q)
         if self.have_initialized:
-            config = self._config(q, k_cache, head_dim_v, causal, is_fp8_kvcache, indices,
-                                  extra_k_cache, extra_indices, adapter)
+            try:
+                config = self._config(q, k_cache, head_dim_v, causal, is_fp8_kvcache, indices,
+                                      extra_k_cache, extra_indices, adapter)
+            except (AttributeError, IndexError):  # not an array: let the full checks say so
+                self._first_config(q, k_cache, head_dim_v, causal, is_fp8_kvcache, indices,
+                                   attn_sink, extra_k_cache, extra_indices, topk_length,
+                                   extra_topk_length, adapter)
+                raise
             if config != self.config:
                 self._check(config)
         else:
@@ -128,6 +134,7 @@ class FlashMLASchedMeta:
             except _ERRORS as e:
                 raise _core.renamed(e, _NAMES) from None
         b, s_q, h_q = config.b, config.s_q, config.h_q
+        assert self._plan is not None  # made by _initialize for dense calls
         out = adapter.empty(q, (b, s_q, h_q, head_dim_v), ACT)
         lse = adapter.empty(q, (b, h_q, s_q), F32)
         try:

@@ -19,7 +19,7 @@ namespace {
 
 std::string str(int64_t v) { return std::to_string(v); }
 
-[[noreturn]] void no_cuda(const char* argument) {
+[[noreturn, maybe_unused]] void no_cuda(const char* argument) {
   throw Error(ErrorKind::kNotSupported, argument,
               "is a CUDA tensor, but this build of flashmla has no CUDA backend "
               "(configure with FLASHMLA_CUDA=ON)");

@@ -75,7 +75,7 @@ inline uint8_t float_to_e4m3(float value) {
   const uint32_t bits = std::bit_cast<uint32_t>(value);
   const uint8_t sign = static_cast<uint8_t>((bits >> 24) & 0x80u);
   const uint32_t magnitude = bits & 0x7fffffffu;
-  if (magnitude > 0x7f800000u) return sign | 0x7fu;  // NaN
+  if (magnitude > 0x7f800000u) return sign | 0x7fu;   // NaN
   if (magnitude >= 0x43e00000u) return sign | 0x7eu;  // >= 448 (or inf): saturate
   if (magnitude < 0x3c800000u) {                      // below 2^-6: e4m3 subnormal or zero
     // As for fp16: adding 2^14 makes the adder round to its ulp 2^-9, the e4m3 subnormal step.

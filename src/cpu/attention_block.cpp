@@ -12,8 +12,8 @@ namespace flashmla::detail::cpu {
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-constexpr int kRowsPerKernel = 4;    // register block: query rows
-constexpr int kTokensPerKernel = 4;  // register block of the score kernel: KV tokens
+constexpr int kRowsPerKernel = 4;              // register block: query rows
+constexpr int kTokensPerKernel = 4;            // register block of the score kernel: KV tokens
 constexpr int kColumnsPerKernel = 4 * kLanes;  // register block of the output kernel: columns
 
 // scores[i][j] = q_i . k_j for R <= 4 query rows and 4 tokens, dot products over `d` values.
@@ -53,8 +53,8 @@ void output_kernel(const float* p, const float* v, int64_t v_stride, int num_tok
   }
   for (int t = 0; t < num_tokens; ++t) {
     const float* vt = v + t * v_stride;
-    const Vec16 v0 = load16_reg(vt), v1 = load16_reg(vt + kLanes),
-                v2 = load16_reg(vt + 2 * kLanes), v3 = load16_reg(vt + 3 * kLanes);
+    const Vec16 v0 = load16_reg(vt), v1 = load16_reg(vt + kLanes), v2 = load16_reg(vt + 2 * kLanes),
+                v3 = load16_reg(vt + 3 * kLanes);
     for (int i = 0; i < R; ++i) {
       const Vec16 pi = broadcast16(p[i * kTileTokens + t]);
       o[i][0] += pi * v0;
@@ -129,8 +129,8 @@ void RowBlockAttention::begin(int rows) {
 
 void RowBlockAttention::attend(int num_tokens, const int* visible, const TilePrefetch& prefetch) {
   // The score kernel takes 4 tokens at a time: zero the padding rows so they stay finite.
-  const int padded_tokens = (num_tokens + kTokensPerKernel - 1) / kTokensPerKernel *
-                            kTokensPerKernel;
+  const int padded_tokens =
+      (num_tokens + kTokensPerKernel - 1) / kTokensPerKernel * kTokensPerKernel;
   std::fill(tile_row(num_tokens), tile_row(padded_tokens), 0.0f);
 
   // 1. Scores [rows, padded_tokens] = Q K^T. Token blocks outside, so that 4 key rows stay in
@@ -149,8 +149,8 @@ void RowBlockAttention::attend(int num_tokens, const int* visible, const TilePre
     }
     for (int r = 0; r < rows_; r += kRowsPerKernel) {
       dispatch_rows<ScoreKernel>(std::min(kRowsPerKernel, rows_ - r), q_row(r),
-                                 static_cast<int64_t>(d_), tile_row(t),
-                                 static_cast<int64_t>(d_), d_, scores + r * kTileTokens + t);
+                                 static_cast<int64_t>(d_), tile_row(t), static_cast<int64_t>(d_),
+                                 d_, scores + r * kTileTokens + t);
     }
   }
 
@@ -186,10 +186,10 @@ void RowBlockAttention::attend(int num_tokens, const int* visible, const TilePre
   // stays in L1 while all query rows pass over it.
   for (int c = 0; c < dv_padded_; c += kColumnsPerKernel) {
     for (int r = 0; r < rows_; r += kRowsPerKernel) {
-      dispatch_rows<OutputKernel>(std::min(kRowsPerKernel, rows_ - r), scores + r * kTileTokens,
-                                  tile_row(0) + c, static_cast<int64_t>(d_), num_tokens,
-                                  rescale + r, acc_.get() + static_cast<int64_t>(r) * dv_padded_ + c,
-                                  static_cast<int64_t>(dv_padded_));
+      dispatch_rows<OutputKernel>(
+          std::min(kRowsPerKernel, rows_ - r), scores + r * kTileTokens, tile_row(0) + c,
+          static_cast<int64_t>(d_), num_tokens, rescale + r,
+          acc_.get() + static_cast<int64_t>(r) * dv_padded_ + c, static_cast<int64_t>(dv_padded_));
     }
   }
 }

@@ -16,17 +16,23 @@ namespace flashmla::detail::cpu {
 inline constexpr int kTileTokens = 64;    // KV tokens per tile
 inline constexpr int kMaxBlockRows = 64;  // query rows per block
 
+// Dense decode cuts the s_q * q_per_kv query rows of one KV head into this many blocks of at
+// most kMaxBlockRows rows (each block re-reads the KV tiles, so blocks are large).
+inline int row_blocks_per_kv_head(int s_q, int q_per_kv) {
+  return (s_q * q_per_kv + kMaxBlockRows - 1) / kMaxBlockRows;
+}
+
 // A 64-byte aligned float array.
 class AlignedFloats {
  public:
   AlignedFloats() = default;
   explicit AlignedFloats(size_t count)
-      : data_(static_cast<float*>(::operator new(count * sizeof(float), std::align_val_t{64}))) {}
+      : data_(static_cast<float*>(::operator new (count * sizeof(float), std::align_val_t{64}))) {}
   float* get() const { return data_.get(); }
 
  private:
   struct Free {
-    void operator()(float* p) const { ::operator delete(p, std::align_val_t{64}); }
+    void operator()(float* p) const { ::operator delete (p, std::align_val_t{64}); }
   };
   std::unique_ptr<float, Free> data_;
 };
@@ -65,13 +71,13 @@ class RowBlockAttention {
  private:
   int max_rows_, d_, dv_, dv_padded_;
   int rows_ = 0;
-  AlignedFloats q_;       // [max_rows, d]
-  AlignedFloats tile_;    // [kTileTokens, d]
-  AlignedFloats scores_;  // [max_rows, kTileTokens]: scores, then probabilities
-  AlignedFloats acc_;     // [max_rows, dv_padded]: unnormalized output
-  AlignedFloats max_;     // [max_rows]: running max of the scores (log2 domain)
-  AlignedFloats sum_;     // [max_rows]: running sum of exp2(score - max)
-  AlignedFloats rescale_; // [max_rows]: exp2(old max - new max) of the current tile
+  AlignedFloats q_;        // [max_rows, d]
+  AlignedFloats tile_;     // [kTileTokens, d]
+  AlignedFloats scores_;   // [max_rows, kTileTokens]: scores, then probabilities
+  AlignedFloats acc_;      // [max_rows, dv_padded]: unnormalized output
+  AlignedFloats max_;      // [max_rows]: running max of the scores (log2 domain)
+  AlignedFloats sum_;      // [max_rows]: running sum of exp2(score - max)
+  AlignedFloats rescale_;  // [max_rows]: exp2(old max - new max) of the current tile
 };
 
 }  // namespace flashmla::detail::cpu

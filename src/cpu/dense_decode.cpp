@@ -42,8 +42,7 @@ class DensePieceRunner {
         visible_(max_rows),
         out_row_(p.dv),
         tile_rows_(2 * kTileTokens),
-        row_bytes_(p.kv.format == KVFormat::kFP8WithScale ? kFP8RowBytes
-                                                          : p.d * static_cast<int>(sizeof(uint16_t))) {}
+        row_bytes_(cache_row_bytes(p.kv, p.d)) {}
 
   void run(const RowBlock& rows, const Piece& piece) {
     const int num_rows = rows.end - rows.begin;
@@ -79,8 +78,7 @@ class DensePieceRunner {
         const float lse = block_.finish_row(r, out_row_.data());
         output_.write(piece.seq, s, h, out_row_.data(), lse);
       } else {
-        const int64_t partial_row =
-            (static_cast<int64_t>(piece.split) * p_.s_q + s) * p_.h_q + h;
+        const int64_t partial_row = (static_cast<int64_t>(piece.split) * p_.s_q + s) * p_.h_q + h;
         p_.schedule.partial_lse[partial_row] =
             block_.finish_row(r, p_.schedule.partial_out + partial_row * p_.dv);
       }
@@ -118,9 +116,9 @@ class DensePieceRunner {
   const DenseDecodeParams& p_;
   const OutputView output_;
   RowBlockAttention block_;
-  std::vector<int> visible_end_;  // [rows]: keys [0, visible_end) are visible
-  std::vector<int> visible_;      // [rows]: visible tokens of the current tile
-  std::vector<float> out_row_;    // [dv]
+  std::vector<int> visible_end_;           // [rows]: keys [0, visible_end) are visible
+  std::vector<int> visible_;               // [rows]: visible tokens of the current tile
+  std::vector<float> out_row_;             // [dv]
   std::vector<const uint8_t*> tile_rows_;  // [2, kTileTokens]: current and next tile
   int row_bytes_;                          // bytes of one cache row
 };
@@ -131,7 +129,7 @@ void dense_decode(const DenseDecodeParams& p) {
   const ScheduleView& schedule = p.schedule;
   // Query rows sharing a KV head, cut into balanced blocks of at most kMaxBlockRows.
   const int rows_per_head = p.s_q * p.q_per_kv;
-  const int blocks_per_head = (rows_per_head + kMaxBlockRows - 1) / kMaxBlockRows;
+  const int blocks_per_head = row_blocks_per_kv_head(p.s_q, p.q_per_kv);
   const int rows_per_block = (rows_per_head + blocks_per_head - 1) / blocks_per_head;
   const int64_t blocks_per_worker = static_cast<int64_t>(p.h_kv) * blocks_per_head;
   const int64_t num_items = schedule.num_workers * blocks_per_worker;

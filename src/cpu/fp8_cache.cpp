@@ -25,7 +25,8 @@ void quantize_row(const uint16_t* src, uint8_t* dst) {
   for (int g = 0; g < kFP8NumGroups; ++g) {
     const uint16_t* group = src + g * kFP8GroupSize;
     float amax = 0.0f;
-    for (int i = 0; i < kFP8GroupSize; ++i) amax = std::max(amax, std::fabs(bf16_to_float(group[i])));
+    for (int i = 0; i < kFP8GroupSize; ++i)
+      amax = std::max(amax, std::fabs(bf16_to_float(group[i])));
     const float scale = ceil_pow2(std::max(amax / kE4M3Max, 1e-4f));
     for (int i = 0; i < kFP8GroupSize; ++i) {
       dst[g * kFP8GroupSize + i] = float_to_e4m3(bf16_to_float(group[i]) / scale);

@@ -20,28 +20,20 @@ struct OutputView {
 
   template <typename Params>
   static OutputView of(const Params& p) {
-    return {p.out,
-            p.out_batch_stride,
-            p.out_seq_stride,
-            p.out_head_stride,
-            p.lse,
-            p.lse_batch_stride,
-            p.lse_head_stride,
-            p.lse_seq_stride,
-            p.dv,
-            p.act_type == ActType::kBF16};
+    return {p.out, p.out_batch_stride,          p.out_seq_stride,  p.out_head_stride,
+            p.lse, p.lse_batch_stride,          p.lse_head_stride, p.lse_seq_stride,
+            p.dv,  p.act_type == ActType::kBF16};
   }
 
   // Writes one query row's result. `lse` = -inf means the row saw no key: MLA.md asks for
   // out = 0 (the caller passes zeros) and lse = +inf.
   void write(int batch, int seq, int head, const float* values, float row_lse) const {
-    uint16_t* dst = static_cast<uint16_t*>(out) + batch * out_batch_stride +
-                    seq * out_seq_stride + head * out_head_stride;
+    uint16_t* dst = static_cast<uint16_t*>(out) + batch * out_batch_stride + seq * out_seq_stride +
+                    head * out_head_stride;
     float_row_to_half(values, is_bf16, dv, dst);
     lse[batch * lse_batch_stride + head * lse_head_stride + seq * lse_seq_stride] =
-        row_lse == -std::numeric_limits<float>::infinity()
-            ? std::numeric_limits<float>::infinity()
-            : row_lse;
+        row_lse == -std::numeric_limits<float>::infinity() ? std::numeric_limits<float>::infinity()
+                                                           : row_lse;
   }
 };
 

@@ -14,7 +14,7 @@ namespace flashmla::detail::cpu {
 inline constexpr int kFP8LatentDim = 512;
 inline constexpr int kFP8GroupSize = 128;
 inline constexpr int kFP8NumGroups = kFP8LatentDim / kFP8GroupSize;
-inline constexpr int kFP8ScaleOffset = kFP8LatentDim;                     // 4 fp32 scales
+inline constexpr int kFP8ScaleOffset = kFP8LatentDim;                       // 4 fp32 scales
 inline constexpr int kFP8RopeOffset = kFP8ScaleOffset + 4 * kFP8NumGroups;  // 64 bf16 values
 inline constexpr int kFP8RopeDim = 64;
 
@@ -51,6 +51,12 @@ inline int64_t cache_stride_bytes(KVFormat format) {
   return format == KVFormat::kFP8WithScale ? 1 : 2;
 }
 
+// Bytes of one cache row of `d` values.
+inline int cache_row_bytes(const KVCacheView& kv, int d) {
+  return kv.format == KVFormat::kFP8WithScale ? kFP8RopeOffset + kFP8RopeDim * 2
+                                              : d * static_cast<int>(sizeof(uint16_t));
+}
+
 // Address of token `row` of page `page`, KV head `head`.
 inline const uint8_t* cache_row(const KVCacheView& kv, int64_t page, int64_t row, int64_t head) {
   const int64_t offset = page * kv.block_stride + row * kv.row_stride + head * kv.head_stride;
@@ -62,8 +68,8 @@ inline void cache_row_to_float(const KVCacheView& kv, const uint8_t* row, int d,
   if (kv.format == KVFormat::kFP8WithScale) {
     fp8_row_to_float(row, dst);
   } else {
-    half_row_to_float(reinterpret_cast<const uint16_t*>(row), kv.format == KVFormat::kBF16, d,
-                      1.0f, dst);
+    half_row_to_float(reinterpret_cast<const uint16_t*>(row), kv.format == KVFormat::kBF16, d, 1.0f,
+                      dst);
   }
 }
 

@@ -32,45 +32,57 @@ class SparseQueryRunner {
         output_(OutputView::of(p)),
         block_(max_rows, p.d, p.dv),
         visible_(max_rows),
-        out_row_(p.dv) {}
+        out_row_(p.dv),
+        token_rows_(static_cast<size_t>(p.topk) + (p.extra_indices ? p.extra_topk : 0)),
+        row_bytes_(cache_row_bytes(p.kv, p.d)) {}
 
   // Query token `s` of sequence `b`, heads [head_begin, head_end).
   void run(int b, int s, int head_begin, int head_end) {
     const int num_rows = head_end - head_begin;
     block_.begin(num_rows);
     const float q_multiplier = p_.softmax_scale * kLog2e;
-    const auto* q = static_cast<const uint16_t*>(p_.q) + b * p_.q_batch_stride +
-                    s * p_.q_seq_stride;
+    const auto* q =
+        static_cast<const uint16_t*>(p_.q) + b * p_.q_batch_stride + s * p_.q_seq_stride;
     for (int r = 0; r < num_rows; ++r) {
       half_row_to_float(q + (head_begin + r) * p_.q_head_stride, p_.act_type == ActType::kBF16,
                         p_.d, q_multiplier, block_.q_row(r));
     }
 
+    // The selected rows of both caches, in order; every row of the block sees all of them.
     const IndexList lists[2] = {
         {&p_.kv, p_.indices + b * p_.indices_batch_stride + s * p_.indices_seq_stride,
          p_.topk_length ? p_.topk_length[b] : p_.topk},
         {&p_.extra_kv,
-         p_.extra_indices
-             ? p_.extra_indices + b * p_.extra_indices_batch_stride + s * p_.extra_indices_seq_stride
-             : nullptr,
-         !p_.extra_indices ? 0 : p_.extra_topk_length ? p_.extra_topk_length[b] : p_.extra_topk},
+         p_.extra_indices ? p_.extra_indices + b * p_.extra_indices_batch_stride +
+                                s * p_.extra_indices_seq_stride
+                          : nullptr,
+         !p_.extra_indices      ? 0
+         : p_.extra_topk_length ? p_.extra_topk_length[b]
+                                : p_.extra_topk},
     };
-    // Gather valid rows into tiles; every row of the block sees every gathered token.
-    int tile_tokens = 0;
+    int num_tokens = 0;
     for (const IndexList& list : lists) {
       const int page_size = list.kv->page_block_size;
       for (int k = 0; k < list.count; ++k) {
         const int32_t index = list.indices[k];
-        if (index < 0) continue;
-        const uint8_t* row = cache_row(*list.kv, index / page_size, index % page_size, 0);
-        cache_row_to_float(*list.kv, row, p_.d, block_.tile_row(tile_tokens));
-        if (++tile_tokens == kTileTokens) {
-          attend_all(num_rows, tile_tokens);
-          tile_tokens = 0;
+        if (index >= 0) {
+          token_rows_[num_tokens++] = cache_row(*list.kv, index / page_size, index % page_size, 0);
         }
       }
     }
-    if (tile_tokens > 0) attend_all(num_rows, tile_tokens);
+
+    for (int tile_begin = 0; tile_begin < num_tokens; tile_begin += kTileTokens) {
+      const int tile_tokens = std::min(kTileTokens, num_tokens - tile_begin);
+      for (int t = 0; t < tile_tokens; ++t) {  // the API checked: both caches share a format
+        cache_row_to_float(p_.kv, token_rows_[tile_begin + t], p_.d, block_.tile_row(t));
+      }
+      std::fill_n(visible_.begin(), num_rows, tile_tokens);
+      // Rows are scattered over the cache: fetch the next tile's while computing this one.
+      const int next_begin = tile_begin + kTileTokens;
+      block_.attend(tile_tokens, visible_.data(),
+                    {token_rows_.data() + next_begin,
+                     std::clamp(num_tokens - next_begin, 0, kTileTokens), row_bytes_});
+    }
 
     for (int r = 0; r < num_rows; ++r) {
       const int h = head_begin + r;
@@ -85,16 +97,13 @@ class SparseQueryRunner {
   }
 
  private:
-  void attend_all(int num_rows, int num_tokens) {
-    std::fill_n(visible_.begin(), num_rows, num_tokens);
-    block_.attend(num_tokens, visible_.data());
-  }
-
   const SparseDecodeParams& p_;
   const OutputView output_;
   RowBlockAttention block_;
-  std::vector<int> visible_;    // [rows]
-  std::vector<float> out_row_;  // [dv]
+  std::vector<int> visible_;                // [rows]
+  std::vector<float> out_row_;              // [dv]
+  std::vector<const uint8_t*> token_rows_;  // [topk + extra_topk]: the query's valid rows
+  int row_bytes_;                           // bytes of one cache row
 };
 
 }  // namespace

@@ -6,11 +6,15 @@
 
 namespace flashmla::test {
 
-float lse_poison() { return std::bit_cast<float>(0x7fc0dead); }
+float lse_poison() {
+  return std::bit_cast<float>(0x7fc0dead);
+}
 
 namespace {
 
-bool is_lse_poison(float v) { return std::bit_cast<uint32_t>(v) == 0x7fc0deadu; }
+bool is_lse_poison(float v) {
+  return std::bit_cast<uint32_t>(v) == 0x7fc0deadu;
+}
 
 }  // namespace
 
@@ -38,23 +42,23 @@ bool is_lse_poison(float v) { return std::bit_cast<uint32_t>(v) == 0x7fc0deadu; 
               worst_excess = std::max(worst_excess, error / allowed);
             }
             if (reported++ < kMaxReported) {
-              report << "  out[" << b << ", " << s << ", " << h << ", " << c << "] = "
-                     << (unwritten ? "never written" : std::to_string(got)) << ", expected "
-                     << expected << " (allowed error " << allowed << ")\n";
+              report << "  out[" << b << ", " << s << ", " << h << ", " << c
+                     << "] = " << (unwritten ? "never written" : std::to_string(got))
+                     << ", expected " << expected << " (allowed error " << allowed << ")\n";
             }
           }
         }
         const int64_t l = (static_cast<int64_t>(b) * ref.h_q + h) * ref.s_q + s;
         const double expected = ref.lse[l];
         const float got = lse[l];
-        const bool ok = std::isinf(expected)
-                            ? got == expected
-                            : std::fabs(got - expected) <= tol.lse_rel * std::max(1.0, std::fabs(expected));
+        const bool ok = std::isinf(expected) ? got == expected
+                                             : std::fabs(got - expected) <=
+                                                   tol.lse_rel * std::max(1.0, std::fabs(expected));
         if (!ok) {
           ++bad_lse;
           if (reported++ < kMaxReported) {
-            report << "  lse[" << b << ", " << h << ", " << s << "] = "
-                   << (is_lse_poison(got) ? "never written" : std::to_string(got))
+            report << "  lse[" << b << ", " << h << ", " << s
+                   << "] = " << (is_lse_poison(got) ? "never written" : std::to_string(got))
                    << ", expected " << expected << "\n";
           }
         }

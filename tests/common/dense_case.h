@@ -2,11 +2,11 @@
 // flashmla::mla_decode on CPU tensors) and checked against the float64 reference.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "common/check.h"
 #include "common/inputs.h"

@@ -16,7 +16,9 @@ constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr int kFP8Latent = 512, kFP8Group = 128, kFP8Rope = 64;
 }  // namespace
 
-double random_activation(Rng& rng) { return std::clamp(rng.normal() / 10.0, -1.0, 1.0); }
+double random_activation(Rng& rng) {
+  return std::clamp(rng.normal() / 10.0, -1.0, 1.0);
+}
 
 HalfTensor random_half_tensor(Rng& rng, DType dtype, const std::vector<int64_t>& shape) {
   HalfTensor t(dtype, shape);
@@ -25,8 +27,8 @@ HalfTensor random_half_tensor(Rng& rng, DType dtype, const std::vector<int64_t>&
 }
 
 TensorView KVCache::view() {
-  void* data = dtype == DType::kUInt8 ? static_cast<void*>(bytes.data())
-                                      : static_cast<void*>(halves.data());
+  void* data =
+      dtype == DType::kUInt8 ? static_cast<void*>(bytes.data()) : static_cast<void*>(halves.data());
   const int64_t width = dtype == DType::kUInt8 ? kFP8RowBytes : d;
   return TensorView::strided(data, dtype, {num_blocks, page_block_size, h_kv, width},
                              {block_stride, row_stride, head_stride, 1});
@@ -51,8 +53,8 @@ KVCache make_nan_cache(DType dtype, int num_blocks, int page_block_size, int h_k
 void fill_random_row(Rng& rng, KVCache& c, int64_t row) {
   const int64_t block = row / c.page_block_size, offset = row % c.page_block_size;
   for (int h = 0; h < c.h_kv; ++h) {
-    uint16_t* stored = c.halves.data() + block * c.block_stride + offset * c.row_stride +
-                       h * c.head_stride;
+    uint16_t* stored =
+        c.halves.data() + block * c.block_stride + offset * c.row_stride + h * c.head_stride;
     float* value = c.values.data() + (row * c.h_kv + h) * c.d;
     for (int i = 0; i < c.d; ++i) {
       stored[i] = to_half(c.dtype, random_activation(rng));
@@ -100,8 +102,8 @@ KVCache quantize_cache_fp8(KVCache& bf16) {
   return q;
 }
 
-PagedKV make_paged_kv(Rng& rng, const std::vector<int32_t>& seqlens, int page_block_size,
-                      int h_kv, int d, DType dtype, int extra_pages) {
+PagedKV make_paged_kv(Rng& rng, const std::vector<int32_t>& seqlens, int page_block_size, int h_kv,
+                      int d, DType dtype, int extra_pages) {
   PagedKV p;
   p.seqlens = seqlens;
   int used_pages = 0;
@@ -127,7 +129,8 @@ PagedKV make_paged_kv(Rng& rng, const std::vector<int32_t>& seqlens, int page_bl
       if (j < seq_pages) {
         entry = pages[next_page++];
       } else {  // garbage past the last page: out of range either way
-        entry = rng.coin() ? -rng.uniform_int(1, 1 << 20) : num_blocks + rng.uniform_int(0, 1 << 20);
+        entry =
+            rng.coin() ? -rng.uniform_int(1, 1 << 20) : num_blocks + rng.uniform_int(0, 1 << 20);
       }
     }
     for (int t = 0; t < seqlens[i]; ++t) fill_random_row(rng, p.cache, p.row_of(i, t));

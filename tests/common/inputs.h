@@ -38,11 +38,11 @@ HalfTensor random_half_tensor(Rng& rng, DType dtype, const std::vector<int64_t>&
 struct KVCache {
   DType dtype = DType::kBF16;  // kBF16, kFP16, or kUInt8 for "FP8 with scale" (656-byte rows)
   int num_blocks = 0, page_block_size = 0, h_kv = 0;
-  int d = 0;                   // values per row (576 for FP8)
+  int d = 0;                                                  // values per row (576 for FP8)
   int64_t block_stride = 0, row_stride = 0, head_stride = 0;  // in storage elements
-  std::vector<uint16_t> halves;  // storage of 16-bit caches
-  std::vector<uint8_t> bytes;    // storage of FP8 caches
-  std::vector<float> values;     // [num_blocks * page_block_size, h_kv, d]; NaN when unused
+  std::vector<uint16_t> halves;                               // storage of 16-bit caches
+  std::vector<uint8_t> bytes;                                 // storage of FP8 caches
+  std::vector<float> values;  // [num_blocks * page_block_size, h_kv, d]; NaN when unused
 
   int64_t num_rows() const { return static_cast<int64_t>(num_blocks) * page_block_size; }
   const float* row_values(int64_t row, int head) const {
@@ -73,18 +73,20 @@ struct PagedKV {
   int max_blocks = 0;
 
   int64_t row_of(int seq, int token) const {
-    const int page = block_table[static_cast<size_t>(seq) * max_blocks +
-                                 token / cache.page_block_size];
+    const int page =
+        block_table[static_cast<size_t>(seq) * max_blocks + token / cache.page_block_size];
     return static_cast<int64_t>(page) * cache.page_block_size + token % cache.page_block_size;
   }
-  TensorView seqlens_view() { return contiguous_view(seqlens.data(), DType::kInt32, {static_cast<int64_t>(seqlens.size())}); }
+  TensorView seqlens_view() {
+    return contiguous_view(seqlens.data(), DType::kInt32, {static_cast<int64_t>(seqlens.size())});
+  }
   TensorView block_table_view() {
     return contiguous_view(block_table.data(), DType::kInt32,
                            {static_cast<int64_t>(seqlens.size()), max_blocks});
   }
 };
 
-PagedKV make_paged_kv(Rng& rng, const std::vector<int32_t>& seqlens, int page_block_size,
-                      int h_kv, int d, DType dtype, int extra_pages = 2);
+PagedKV make_paged_kv(Rng& rng, const std::vector<int32_t>& seqlens, int page_block_size, int h_kv,
+                      int d, DType dtype, int extra_pages = 2);
 
 }  // namespace flashmla::test

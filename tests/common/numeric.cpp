@@ -109,6 +109,8 @@ uint16_t to_half(DType dtype, double value) {
   return dtype == DType::kBF16 ? to_bf16(value) : to_fp16(value);
 }
 
-uint16_t half_nan(DType dtype) { return dtype == DType::kBF16 ? kBF16NaN : kFP16NaN; }
+uint16_t half_nan(DType dtype) {
+  return dtype == DType::kBF16 ? kBF16NaN : kFP16NaN;
+}
 
 }  // namespace flashmla::test

@@ -69,7 +69,8 @@ ReferenceResult reference_dense_decode(const HalfTensor& q, const PagedKV& kv, i
       const int visible = causal ? std::clamp(s_k - r.s_q + s + 1, 0, s_k) : s_k;
       for (int h = 0; h < r.h_q; ++h) {
         std::vector<const float*> rows;
-        for (int t = 0; t < visible; ++t) rows.push_back(kv.cache.row_values(kv.row_of(b, t), h / group));
+        for (int t = 0; t < visible; ++t)
+          rows.push_back(kv.cache.row_values(kv.row_of(b, t), h / group));
         const size_t row = (static_cast<size_t>(b) * r.s_q + s) * r.h_q + h;
         r.lse[(static_cast<size_t>(b) * r.h_q + h) * r.s_q + s] =
             attend(rows, query_row(q, b, s, h), dv, scale, &r.out[row * dv]);
@@ -121,10 +122,12 @@ std::vector<uint8_t> reference_quantize_fp8_row(const uint16_t* bf16_row) {
   std::vector<uint8_t> row(656);
   for (int g = 0; g < 4; ++g) {
     double amax = 0;
-    for (int i = 0; i < 128; ++i) amax = std::max(amax, std::fabs(bf16_value(bf16_row[g * 128 + i])));
+    for (int i = 0; i < 128; ++i)
+      amax = std::max(amax, std::fabs(bf16_value(bf16_row[g * 128 + i])));
     // scale = 2^ceil(log2(max(amax / 448, 1e-4))).
     const double scale = std::exp2(std::ceil(std::log2(std::max(amax / 448.0, 1e-4))));
-    for (int i = 0; i < 128; ++i) row[g * 128 + i] = to_e4m3(bf16_value(bf16_row[g * 128 + i]) / scale);
+    for (int i = 0; i < 128; ++i)
+      row[g * 128 + i] = to_e4m3(bf16_value(bf16_row[g * 128 + i]) / scale);
     const float scale_f = static_cast<float>(scale);
     std::memcpy(&row[512 + 4 * g], &scale_f, sizeof(scale_f));
   }

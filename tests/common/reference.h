@@ -25,7 +25,7 @@ ReferenceResult reference_dense_decode(const HalfTensor& q, const PagedKV& kv, i
 
 // Token-sparse decode. Index lists are [b, s_q, topk] row-major; empty optionals are absent.
 struct SparseInputs {
-  const HalfTensor* q = nullptr;        // [b, s_q, h_q, d]
+  const HalfTensor* q = nullptr;  // [b, s_q, h_q, d]
   const KVCache* cache = nullptr;
   const std::vector<int32_t>* indices = nullptr;
   int topk = 0;

@@ -25,8 +25,12 @@ int64_t element_count(const std::vector<int64_t>& shape) {
 }
 
 HalfTensor::HalfTensor(DType dtype_, std::vector<int64_t> shape_, uint16_t fill)
-    : dtype(dtype_), shape(std::move(shape_)), bits(static_cast<size_t>(element_count(shape)), fill) {}
+    : dtype(dtype_),
+      shape(std::move(shape_)),
+      bits(static_cast<size_t>(element_count(shape)), fill) {}
 
-double HalfTensor::value(int64_t i) const { return half_value(dtype, bits[i]); }
+double HalfTensor::value(int64_t i) const {
+  return half_value(dtype, bits[i]);
+}
 
 }  // namespace flashmla::test

@@ -1,13 +1,14 @@
 // src/common/float_convert.h against the test's own number formats (tests/common/numeric.h):
 // every decode exhaustively, encodes on all rounding boundaries and on random bit patterns.
+#include "common/float_convert.h"
+
+#include <gtest/gtest.h>
+
 #include <bit>
 #include <cmath>
 #include <cstdint>
 #include <random>
 
-#include <gtest/gtest.h>
-
-#include "common/float_convert.h"
 #include "common/numeric.h"
 
 namespace flashmla::test {
@@ -21,7 +22,9 @@ using detail::float_to_fp16;
 using detail::fp16_to_float;
 
 // Same value, or both NaN.
-bool same_value(double a, double b) { return (std::isnan(a) && std::isnan(b)) || a == b; }
+bool same_value(double a, double b) {
+  return (std::isnan(a) && std::isnan(b)) || a == b;
+}
 
 TEST(FloatConvert, DecodesEveryBF16AndFP16Value) {
   for (uint32_t bits = 0; bits <= 0xffff; ++bits) {
@@ -43,14 +46,14 @@ TEST(FloatConvert, DecodesEveryE4M3Value) {
 // Checks encode(x) against the nearest-even search of the test for x and its float
 // neighbours: each representable value, the midpoint to the next one (a tie), and one float
 // ulp on either side of the midpoint.
-template <typename Narrow, typename Encode, typename Reference, typename Decode>
+template <typename Encode, typename Reference, typename Decode>
 void check_boundaries(uint32_t max_code, Encode encode, Reference reference, Decode decode) {
   for (uint32_t code = 0; code < max_code; ++code) {
     const double lo = decode(code), hi = decode(code + 1);
     const float mid = static_cast<float>((lo + hi) / 2);
     ASSERT_EQ(static_cast<double>(mid), (lo + hi) / 2) << "midpoint not representable";
-    for (float x : {static_cast<float>(lo), mid, std::nextafter(mid, 0.0f),
-                    std::nextafter(mid, INFINITY)}) {
+    for (float x :
+         {static_cast<float>(lo), mid, std::nextafter(mid, 0.0f), std::nextafter(mid, INFINITY)}) {
       for (float signed_x : {x, -x}) {
         ASSERT_EQ(static_cast<uint32_t>(encode(signed_x)),
                   static_cast<uint32_t>(reference(static_cast<double>(signed_x))))
@@ -61,21 +64,21 @@ void check_boundaries(uint32_t max_code, Encode encode, Reference reference, Dec
 }
 
 TEST(FloatConvert, EncodesBF16RoundingBoundaries) {
-  check_boundaries<uint16_t>(
-      0x7f7f, float_to_bf16, to_bf16, [](uint32_t c) { return bf16_value(static_cast<uint16_t>(c)); });
+  check_boundaries(0x7f7f, float_to_bf16, to_bf16,
+                   [](uint32_t c) { return bf16_value(static_cast<uint16_t>(c)); });
 }
 
 TEST(FloatConvert, EncodesFP16RoundingBoundaries) {
-  check_boundaries<uint16_t>(
-      0x7bff, float_to_fp16, to_fp16, [](uint32_t c) { return fp16_value(static_cast<uint16_t>(c)); });
+  check_boundaries(0x7bff, float_to_fp16, to_fp16,
+                   [](uint32_t c) { return fp16_value(static_cast<uint16_t>(c)); });
   EXPECT_EQ(float_to_fp16(65519.0f), 0x7bff);
   EXPECT_EQ(float_to_fp16(65520.0f), 0x7c00);  // rounds to infinity
   EXPECT_EQ(float_to_fp16(-INFINITY), 0xfc00);
 }
 
 TEST(FloatConvert, EncodesE4M3RoundingBoundariesAndSaturates) {
-  check_boundaries<uint8_t>(
-      0x7e, float_to_e4m3, to_e4m3, [](uint32_t c) { return e4m3_value(static_cast<uint8_t>(c)); });
+  check_boundaries(0x7e, float_to_e4m3, to_e4m3,
+                   [](uint32_t c) { return e4m3_value(static_cast<uint8_t>(c)); });
   EXPECT_EQ(float_to_e4m3(448.0f), 0x7e);
   EXPECT_EQ(float_to_e4m3(460.0f), 0x7e);
   EXPECT_EQ(float_to_e4m3(1e6f), 0x7e);

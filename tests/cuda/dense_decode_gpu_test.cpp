@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "common/dense_case.h"
+#include "common/numeric.h"
 #include "common/reference.h"
 #include "gpu_harness.h"
 
@@ -53,17 +54,11 @@ struct Group {
   }
 };
 
-size_t span_of(const TensorView& v) {  // elements from data to the last element, plus one
-  int64_t last = 0;
-  for (int i = 0; i < v.ndim; ++i) last += (v.shape[i] - 1) * v.strides[i];
-  return static_cast<size_t>(last + 1);
-}
-
-// Runs one case on both backends and checks it; `mutate` may edit the host inputs first.
+// Runs one case on both backends (and the float64 reference when cheap) and checks it.
 void run_case(Group& group, const DenseCase& c, bool graph = false) {
   SCOPED_TRACE(c.describe());
   ++group.cases;
-  DenseInputs in = make_dense_inputs(c);
+  DenseInputs in = fast_dense_inputs(c);
   CaseViews host{in.q.view(), in.kv.cache.view(), in.kv.block_table_view(), in.kv.seqlens_view()};
   const Outputs cpu = run_decode(c, host, c.num_workers);
   DeviceCase dev = upload_case(host, in.q.bits.size(), in.kv.cache.halves.size());
@@ -138,6 +133,29 @@ TEST(CudaDenseDecode, PagesAndCausal) {
       c.s_q = rng.uniform_int(1, 8);
       c.h_q = 16 * rng.uniform_int(1, 8);
       c.seqlens = {1, 2, 63, 64, 65, 127, 129, 0, 700, static_cast<int32_t>(rng.uniform_int(1, 3000))};
+      run_case(group, c);
+    }
+  }
+}
+
+// A few small cases covering every kernel configuration (16/32/64-row tiles, bf16 and fp16,
+// splits merged by the combine kernel): cheap enough for compute-sanitizer's memcheck and
+// racecheck.
+TEST(CudaDenseDecode, SanitizerSmall) {
+  FLASHMLA_REQUIRE_GPU();
+  Group group("small");
+  Rng rng(base_seed() * 31 + 9);
+  for (int h_q : {16, 32, 64}) {
+    for (DType dtype : {DType::kBF16, DType::kFP16}) {
+      DenseCase c;
+      c.seed = rng.engine()();
+      c.seqlens = {70, 0, 130};
+      c.h_q = h_q;
+      c.s_q = h_q == 64 ? 1 : 2;
+      c.causal = true;
+      c.dtype = dtype;
+      c.page_block_size = 32;
+      c.num_workers = 3;
       run_case(group, c);
     }
   }
@@ -258,7 +276,7 @@ TEST(CudaDenseDecode, UnalignedStrides) {
   c.h_q = 16;
   c.s_q = 2;
   c.causal = true;
-  DenseInputs in = make_dense_inputs(c);
+  DenseInputs in = fast_dense_inputs(c);
   // q with a head stride of d + 4 elements (8 bytes: not a multiple of 16).
   const int64_t b = static_cast<int64_t>(c.seqlens.size()), pitch = c.d + 4;
   std::vector<uint16_t> q_padded(static_cast<size_t>(b * c.s_q * c.h_q * pitch), 0);
@@ -299,7 +317,7 @@ TEST(CudaDenseDecode, InvalidBlockIdGivesNaN) {
   c.seqlens = {200, 150};
   c.h_q = 16;
   for (int workers : {0, 5}) {
-    DenseInputs in = make_dense_inputs(c);
+    DenseInputs in = fast_dense_inputs(c);
     CaseViews host{in.q.view(), in.kv.cache.view(), in.kv.block_table_view(),
                    in.kv.seqlens_view()};
     const Outputs cpu = run_decode(c, host, 0);

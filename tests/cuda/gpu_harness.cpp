@@ -1,11 +1,15 @@
 #include "gpu_harness.h"
 
 #include <algorithm>
+#include <limits>
+#include <numeric>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
 
 #include "common/check.h"
+#include "common/float_convert.h"
+#include "common/numeric.h"
 
 namespace flashmla::test {
 
@@ -39,6 +43,97 @@ void DeviceBuffer::upload(const void* host, size_t bytes) {
 
 void DeviceBuffer::download(void* host, size_t bytes) const {
   cuda_ok(cudaMemcpy(host, ptr_, bytes, cudaMemcpyDeviceToHost), "download");
+}
+
+namespace {
+
+// splitmix64: one independent stream per cache row, so rows can be filled in any order.
+uint64_t mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// ~N(0, 1)/10 clamped to [-1, 1]: four uniforms (Irwin-Hall), variance matched.
+float activation(uint64_t& state) {
+  const uint64_t r = mix(state++);
+  float sum = 0;
+  for (int i = 0; i < 4; ++i) sum += static_cast<float>((r >> (16 * i)) & 0xffff) * (1.0f / 65536);
+  return std::clamp((sum - 2.0f) * 1.7320508f / 10.0f, -1.0f, 1.0f);
+}
+
+uint16_t round_half(DType t, float v) {
+  return t == DType::kBF16 ? detail::float_to_bf16(v) : detail::float_to_fp16(v);
+}
+
+}  // namespace
+
+DenseInputs fast_dense_inputs(const DenseCase& c) {
+  Rng rng(c.seed);
+  DenseInputs in;
+  const int64_t b = static_cast<int64_t>(c.seqlens.size());
+  in.q = HalfTensor(c.dtype, {b, c.s_q, c.h_q, c.d});
+  uint64_t state = rng.engine()();
+  for (auto& bits : in.q.bits) bits = round_half(c.dtype, activation(state));
+
+  PagedKV& p = in.kv;
+  p.seqlens = c.seqlens;
+  const int page = c.page_block_size;
+  int used_pages = 0;
+  for (int32_t len : c.seqlens) {
+    const int pages = (len + page - 1) / page;
+    used_pages += pages;
+    p.max_blocks = std::max(p.max_blocks, pages);
+  }
+  p.max_blocks += 1;
+  const int num_blocks = std::max(1, used_pages + 2);
+  KVCache& kv = p.cache;
+  kv.dtype = c.dtype;
+  kv.num_blocks = num_blocks;
+  kv.page_block_size = page;
+  kv.h_kv = c.h_kv;
+  kv.d = c.d;
+  kv.head_stride = c.d;
+  kv.row_stride = static_cast<int64_t>(c.h_kv) * c.d;
+  kv.block_stride = kv.row_stride * page;
+  kv.halves.assign(static_cast<size_t>(kv.block_stride) * num_blocks, half_nan(c.dtype));
+  kv.values.assign(static_cast<size_t>(kv.num_rows()) * c.h_kv * c.d,
+                   std::numeric_limits<float>::quiet_NaN());
+
+  std::vector<int32_t> pages(num_blocks);
+  std::iota(pages.begin(), pages.end(), 0);
+  std::shuffle(pages.begin(), pages.end(), rng.engine());
+  p.block_table.resize(static_cast<size_t>(b) * p.max_blocks);
+  int next_page = 0;
+  const uint64_t row_seed = rng.engine()();
+  for (int64_t i = 0; i < b; ++i) {
+    const int seq_pages = (c.seqlens[i] + page - 1) / page;
+    for (int j = 0; j < p.max_blocks; ++j) {
+      int32_t& entry = p.block_table[static_cast<size_t>(i) * p.max_blocks + j];
+      if (j < seq_pages) {
+        entry = pages[next_page++];
+      } else {
+        entry = rng.coin() ? -rng.uniform_int(1, 1 << 20) : num_blocks + rng.uniform_int(0, 1 << 20);
+      }
+    }
+    for (int t = 0; t < c.seqlens[i]; ++t) {
+      const int64_t row = p.row_of(static_cast<int>(i), t);
+      uint64_t st = mix(row_seed ^ static_cast<uint64_t>(row) * 0x2545f4914f6cdd1dull);
+      const int64_t blk = row / page, off = row % page;
+      for (int h = 0; h < c.h_kv; ++h) {
+        uint16_t* stored = kv.halves.data() + blk * kv.block_stride + off * kv.row_stride +
+                           h * kv.head_stride;
+        float* value = kv.values.data() + (row * c.h_kv + h) * c.d;
+        for (int e = 0; e < c.d; ++e) {
+          stored[e] = round_half(c.dtype, activation(st));
+          value[e] = c.dtype == DType::kBF16 ? detail::bf16_to_float(stored[e])
+                                               : detail::fp16_to_float(stored[e]);
+        }
+      }
+    }
+  }
+  return in;
 }
 
 namespace {

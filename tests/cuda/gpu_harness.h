@@ -44,6 +44,12 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
+// make_dense_inputs with the same layout rules (random page permutation, NaN in every unused
+// cache row, garbage block-table ids past each sequence's last page) but a fast generator and
+// direct rounding, so that the 10^8-value caches of the large cases take a second, not a minute.
+// Values are ~N(0, 1)/10 clamped to [-1, 1] (a sum of uniforms), rounded to the case's dtype.
+DenseInputs fast_dense_inputs(const DenseCase& c);
+
 // The inputs of one case as views, on the host or on the device.
 struct CaseViews {
   TensorView q, kv, block_table, seqlens;

@@ -71,8 +71,8 @@ def dense_decode_ref(q: Any, kv_cache: Any, block_table: Any, cache_seqlens: Any
                 n = max(0, min(n, s_k))
                 if n == 0:
                     continue
-                p, l = _softmax_rows(scores[j, :n])
-                lse[i, h, j] = l
+                p, lse_ij = _softmax_rows(scores[j, :n])
+                lse[i, h, j] = lse_ij
                 out[i, j, h] = p @ keys[:n, :head_dim_v]
     return out, lse
 
@@ -106,14 +106,14 @@ def sparse_decode_ref(q: Any, kv_cache: Any, indices: Any, topk_length: Any = No
                                                     n2)])
             if len(rows) == 0:
                 continue
-            p, l = _softmax_rows(scale * (qf[i, j] @ rows.T))  # [h_q, n]
+            p, lse_ij = _softmax_rows(scale * (qf[i, j] @ rows.T))  # [h_q, n]
             o = p @ rows[:, :head_dim_v]
             if attn_sink is not None:
                 sink = np.asarray(attn_sink, np.float64)
                 with np.errstate(over="ignore"):
-                    o = o / (1.0 + np.exp(sink - l))[:, None]
+                    o = o / (1.0 + np.exp(sink - lse_ij))[:, None]
             out[i, j] = o
-            lse[i, :, j] = l
+            lse[i, :, j] = lse_ij
     return out, lse
 
 

@@ -20,6 +20,7 @@ pytestmark = [
 
 
 def case_tensors(rng, seqlens, device, dtype=torch.bfloat16, **kwargs):
+    kwargs.setdefault("page", 64)  # MLADecoder's default page_block_size
     case = dense_case(rng, np.float32, seqlens, **kwargs)
     q = torch.from_numpy(case.q).to(dtype)
     kv = torch.from_numpy(case.kv_cache).to(dtype)

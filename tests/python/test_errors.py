@@ -81,6 +81,17 @@ def test_metadata_reused_with_other_batch_raises(case, rng):
         call(dense_case(rng, np.float16, [20, 33], h_q=8, page=16), meta)
 
 
+def test_metadata_reused_with_invalid_arguments(case):
+    meta, _ = flashmla.get_mla_metadata()
+    call(case, meta)
+    with pytest.raises(TypeError, match="k_cache: is required, got None"):
+        call(case, meta, k_cache=None)
+    with pytest.raises(TypeError, match="k_cache: expected a tensor or array"):
+        call(case, meta, k_cache=[1, 2])
+    with pytest.raises(ValueError, match="q: expected 4 dimensions"):
+        call(case, meta, q=case.q[0])
+
+
 def test_metadata_reused_with_other_seqlens_raises_on_cpu(case):
     meta, _ = flashmla.get_mla_metadata()
     call(case, meta)

@@ -104,9 +104,9 @@ def test_decoder_api(rng, bf16):
     # Preallocated outputs, lse with other strides: written in place, returned as given.
     out_buf = np.full((2, 2, 4, 512), 7, bf16)
     lse_buf = np.full((2, 2, 4), 7, np.float32).transpose(0, 2, 1)  # [b, h_q, s_q] view
-    o, l = decoder(case.q, case.kv_cache, case.block_table, case.cache_seqlens, out=out_buf,
+    o, s = decoder(case.q, case.kv_cache, case.block_table, case.cache_seqlens, out=out_buf,
                    lse=lse_buf)
-    assert o is out_buf and l is lse_buf
+    assert o is out_buf and s is lse_buf
     assert_close_out(out_buf, ref_out)
     assert_close_lse(lse_buf, ref_lse)
 

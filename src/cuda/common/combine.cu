@@ -1,4 +1,4 @@
-// The combine kernel: one warp per (sequence, query token, head) row.
+// The combine kernel: one CTA per (sequence, query token, head) row.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -12,7 +12,7 @@ namespace flashmla::detail::cuda {
 
 namespace {
 
-constexpr int kCombineWarps = 8;  // rows per CTA
+constexpr int kCombineThreads = 128;  // one CTA per (sequence, query token, head) row
 
 template <typename Elem>
 __device__ __forceinline__ Elem to_elem(float x);
@@ -25,26 +25,28 @@ __device__ __forceinline__ __half to_elem<__half>(float x) {
   return __float2half_rn(x);
 }
 
-// grid: (batch, ceil(s_q * h_q / kCombineWarps)); the split count is per sequence, so whole CTAs
-// of single-split sequences leave at once.
+// grid: (batch, s_q * h_q). The split count is per sequence, so the CTAs of single-split
+// sequences leave at once; the others spread one row's 512 columns over 128 threads, so that
+// even b = 1 (one sequence, dozens of splits) reads its workspace with 128 CTAs in parallel.
 template <typename Elem>
-__global__ void __launch_bounds__(kCombineWarps * 32)
+__global__ void __launch_bounds__(kCombineThreads)
     combine_kernel(const __grid_constant__ DenseDecodeParams p) {
   const int seq = blockIdx.x;
   const int32_t* offsets = p.schedule.split_offsets;
   const int first = offsets[seq];
   const int splits = offsets[seq + 1] - first;
   if (splits <= 1) return;
-  const int lane = threadIdx.x & 31;
-  const int row = blockIdx.y * kCombineWarps + (threadIdx.x >> 5);  // s * h_q + h
-  if (row >= p.s_q * p.h_q) return;
+  const int row = blockIdx.y;  // s * h_q + h
   const int s = row / p.h_q;
   const int h = row - s * p.h_q;
   const int64_t row_stride = static_cast<int64_t>(p.s_q) * p.h_q;  // between splits
   const float* lse_in = p.schedule.partial_lse + static_cast<int64_t>(first) * row_stride + row;
-  const float* out_in = p.schedule.partial_out + (static_cast<int64_t>(first) * row_stride + row) * p.dv;
+  const float* out_in =
+      p.schedule.partial_out + (static_cast<int64_t>(first) * row_stride + row) * p.dv;
 
-  // Max and sum of exp over the splits' lse; a split that saw no key has lse -inf (weight 0).
+  // Max and sum of exp over the splits' lse (each warp computes them; a split that saw no key
+  // has lse -inf, weight 0).
+  const int lane = threadIdx.x & 31;
   float m = -INFINITY;
   bool nan = false;
   for (int i = lane; i < splits; i += 32) {
@@ -70,16 +72,19 @@ __global__ void __launch_bounds__(kCombineWarps * 32)
   } else {
     lse = m + logf(total);
   }
-  if (lane == 0) p.lse[seq * p.lse_batch_stride + h * p.lse_head_stride + s * p.lse_seq_stride] = lse;
+  if (threadIdx.x == 0) {
+    p.lse[seq * p.lse_batch_stride + h * p.lse_head_stride + s * p.lse_seq_stride] = lse;
+  }
 
   Elem* out = static_cast<Elem*>(p.out) + seq * p.out_batch_stride + s * p.out_seq_stride +
               h * p.out_head_stride;
   const bool empty = !nan && m == -INFINITY;
   if ((p.dv & 3) == 0) {
-    // 4 columns per lane per step: 512-byte coalesced reads of every split's row.
-    for (int c = lane * 4; c < p.dv; c += 128) {
+    // 4 columns per thread: 512-byte coalesced reads of every split's row per warp.
+    for (int c = threadIdx.x * 4; c < p.dv; c += kCombineThreads * 4) {
       float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
       if (!empty) {
+#pragma unroll 4
         for (int i = 0; i < splits; ++i) {
           const float w = nan ? NAN : __expf(lse_in[i * row_stride] - lse);
           const float4 v = *reinterpret_cast<const float4*>(out_in + i * row_stride * p.dv + c);
@@ -95,9 +100,10 @@ __global__ void __launch_bounds__(kCombineWarps * 32)
       out[c + 3] = to_elem<Elem>(acc.w);
     }
   } else {
-    for (int c = lane; c < p.dv; c += 32) {
+    for (int c = threadIdx.x; c < p.dv; c += kCombineThreads) {
       float acc = 0.f;
       if (!empty) {
+#pragma unroll 4
         for (int i = 0; i < splits; ++i) {
           const float w = nan ? NAN : __expf(lse_in[i * row_stride] - lse);
           acc += w * out_in[i * row_stride * p.dv + c];
@@ -111,11 +117,11 @@ __global__ void __launch_bounds__(kCombineWarps * 32)
 }  // namespace
 
 void launch_combine(const DenseDecodeParams& p, cudaStream_t stream) {
-  const dim3 grid(p.batch_size, (p.s_q * p.h_q + kCombineWarps - 1) / kCombineWarps);
+  const dim3 grid(p.batch_size, p.s_q * p.h_q);
   if (p.act_type == ActType::kBF16) {
-    combine_kernel<__nv_bfloat16><<<grid, kCombineWarps * 32, 0, stream>>>(p);
+    combine_kernel<__nv_bfloat16><<<grid, kCombineThreads, 0, stream>>>(p);
   } else {
-    combine_kernel<__half><<<grid, kCombineWarps * 32, 0, stream>>>(p);
+    combine_kernel<__half><<<grid, kCombineThreads, 0, stream>>>(p);
   }
   FLASHMLA_CUDA_CHECK_LAUNCH("combine_kernel");
 }

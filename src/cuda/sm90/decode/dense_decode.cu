@@ -45,7 +45,7 @@ bool aligned16(const void* ptr, std::initializer_list<int64_t> element_strides) 
   return true;
 }
 
-// FLASHMLA_DECODE_VARIANT=1 picks the alternative 64-row pipeline (benchmarking only).
+// FLASHMLA_DECODE_VARIANT=1 runs 64-row tiles on mma.sync instead of wgmma (comparison only).
 int decode_variant() {
   static const int variant = [] {
     const char* v = std::getenv("FLASHMLA_DECODE_VARIANT");
@@ -84,6 +84,14 @@ void dense_decode(const DenseDecodeParams& p, void* stream_ptr) {
   a.scale_log2 = p.softmax_scale * 1.4426950408889634f;
   a.q_aligned = aligned16(p.q, {p.q_batch_stride, p.q_seq_stride, p.q_head_stride});
   a.kv_aligned = aligned16(p.kv.data, {p.kv.block_stride, p.kv.row_stride, p.kv.head_stride});
+  // N-major V descriptor: 64-column blocks of a 64-token tile are 64 * 128 bytes apart, 8-token
+  // groups 1024 bytes. FLASHMLA_WGMMA_SWAP=1 swaps the two (descriptor-convention probe).
+  static const bool swap = [] {
+    const char* v = std::getenv("FLASHMLA_WGMMA_SWAP");
+    return v && std::atoi(v) == 1;
+  }();
+  a.v_leading = swap ? 1024 : 64 * 128;
+  a.v_stride = swap ? 64 * 128 : 1024;
 
   const int variant = decode_variant();
   const bool bf16 = p.act_type == ActType::kBF16;

@@ -26,6 +26,7 @@
 #include "common/decode_params.h"
 #include "common/split_plan.h"
 #include "cuda/sm90/decode/ptx.cuh"
+#include "cuda/sm90/decode/wgmma.cuh"
 
 namespace flashmla::detail::cuda::sm90 {
 
@@ -37,11 +38,21 @@ struct DenseDecodeArgs {
   float scale_log2;  // softmax_scale * log2(e): scores are kept in the exp2 domain
   bool q_aligned;    // q rows start on 16 bytes: cp.async may be used
   bool kv_aligned;   // likewise for KV rows
+  // wgmma descriptor strides of the N-major V operand (bytes between 64-column blocks and
+  // between 8-token groups); see wgmma::make_desc.
+  uint32_t v_leading;
+  uint32_t v_stride;
 };
 
-template <typename Elem_, int kD_, int kRows_, int kTileN_, int kStages_>
+template <typename Elem_, int kD_, int kRows_, int kTileN_, int kStages_, bool kWgmma_ = false>
 struct DecodeConfig {
   using Elem = Elem_;
+  // Tensor-core path: mma.sync (m16n8k16 fragments via ldmatrix) for every tile size, or, for
+  // 64-row tiles, Hopper wgmma: each warpgroup computes S for 32 of the 64 tokens
+  // (m64n32k16 x d/16) and O += P V for 256 of the 512 value columns (m64n256k16 x 4), both
+  // straight from the swizzled shared-memory tiles. The warp-to-row mapping of the S
+  // accumulators is the same in both paths, so the softmax code is shared.
+  static constexpr bool kWgmma = kWgmma_;
   static constexpr int kD = kD_;            // head dim of q and k: 576 or 512
   static constexpr int kRows = kRows_;      // query rows per CTA: 16, 32 or 64
   static constexpr int kTileN = kTileN_;    // KV tokens per pipeline stage: 32 or 64
@@ -77,6 +88,11 @@ struct DecodeConfig {
   static constexpr int kSmemBytes = kOffRow + kRows * 4;
   static_assert(kSmemBytes <= 227 * 1024, "exceeds the 227 KB a Hopper CTA may use");
   static_assert(kTileN == 32 || kTileN == 64, "P tile swizzle handles 64- and 128-byte rows");
+  static_assert(!kWgmma || (kRows == 64 && kTileN == 64 && kSWarpsM == 4 && kSWarpsN == 2 &&
+                            kSNTiles == 4 && kD / 64 >= 8),
+                "the wgmma path is written for 64 x 64 tiles and 512 value columns");
+  static_assert(!kWgmma || (kOffKV % 1024 == 0 && kKVBytes % 1024 == 0 && kOffP % 1024 == 0),
+                "wgmma operand tiles must start on 1024-byte swizzle atoms");
 };
 
 // Byte offset of 16-byte chunk `chunk` (0 .. d/8-1) of row `r` in a swizzled tile of `R` rows.
@@ -147,15 +163,40 @@ __device__ __forceinline__ void load_q_tile(uint8_t* smem, const DenseDecodeArgs
   }
 }
 
+// Block ids of the KV rows this thread copies in one tile (rows tid/8 + 32*i). They are read one
+// tile ahead of the copies that use them, so the dependent block-table load never stalls the
+// thread in the middle of the pipeline.
+constexpr int kPastEnd = INT32_MIN;  // token at or past the piece's end: zero-fill, not an error
+
+template <class Cfg>
+struct KVRowBlocks {
+  int id[Cfg::kTileN / (Cfg::kThreads / 8)];
+};
+
+template <class Cfg>
+__device__ __forceinline__ KVRowBlocks<Cfg> fetch_row_blocks(const DenseDecodeParams& p,
+                                                             const int32_t* block_row,
+                                                             int tile_start, int token_end) {
+  KVRowBlocks<Cfg> b;
+  constexpr int kRowsPerPass = Cfg::kThreads / 8;
+#pragma unroll
+  for (int pass = 0; pass < Cfg::kTileN / kRowsPerPass; ++pass) {
+    const int t = tile_start + (threadIdx.x >> 3) + pass * kRowsPerPass;
+    const int page = t / p.kv.page_block_size;
+    b.id[pass] = t >= token_end ? kPastEnd : page < p.max_blocks_per_seq ? block_row[page] : -1;
+  }
+  return b;
+}
+
 // Loads KV tokens [tile_start, tile_start + kTileN) of (seq, kv_head) into one pipeline stage.
-// Tokens at or past `token_end` are zero-filled and never read: their pages may not exist, and a
-// NaN there would poison P V even under a zero weight. A block id outside the cache marks the
-// piece bad instead of being dereferenced.
+// Tokens at or past the piece's end are zero-filled and never read: their pages may not exist,
+// and a NaN there would poison P V even under a zero weight. A block id outside the cache marks
+// the piece bad instead of being dereferenced.
 template <class Cfg>
 __device__ __forceinline__ void load_kv_tile(uint8_t* smem, uint32_t stage_offset,
-                                             const DenseDecodeArgs& a, const int32_t* block_row,
-                                             int kv_head, int tile_start, int token_end,
-                                             bool& bad) {
+                                             const DenseDecodeArgs& a,
+                                             const KVRowBlocks<Cfg>& blocks, int kv_head,
+                                             int tile_start, bool& bad) {
   using Elem = typename Cfg::Elem;
   const DenseDecodeParams& p = a.p;
   const KVCacheView& kv = p.kv;
@@ -166,15 +207,15 @@ __device__ __forceinline__ void load_kv_tile(uint8_t* smem, uint32_t stage_offse
   for (int pass = 0; pass < Cfg::kTileN / kRowsPerPass; ++pass) {
     const int r = (threadIdx.x >> 3) + pass * kRowsPerPass;
     const int t = tile_start + r;
-    bool valid = t < token_end;
+    const int block = blocks.id[pass];
+    bool valid = block != kPastEnd;
     const Elem* src = static_cast<const Elem*>(kv.data);
     if (valid) {
-      const int page = t / kv.page_block_size;
-      const int block = page < p.max_blocks_per_seq ? block_row[page] : -1;
       if (block < 0 || block >= kv.num_blocks) {
         bad = true;
         valid = false;
       } else {
+        const int page = t / kv.page_block_size;
         src += block * kv.block_stride + (t - page * kv.page_block_size) * kv.row_stride +
                kv_head * kv.head_stride;
       }
@@ -220,11 +261,16 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
 #pragma unroll
   for (int s = 0; s < Cfg::kStages - 1; ++s) {
     if (s < num_tiles) {
-      load_kv_tile<Cfg>(smem, Cfg::kOffKV + s * Cfg::kKVBytes, a, block_row, kv_head,
-                        token_begin + s * Cfg::kTileN, token_end, bad);
+      const int start = token_begin + s * Cfg::kTileN;
+      load_kv_tile<Cfg>(smem, Cfg::kOffKV + s * Cfg::kKVBytes, a,
+                        fetch_row_blocks<Cfg>(p, block_row, start, token_end), kv_head, start,
+                        bad);
     }
     ptx::cp_async_commit();  // empty groups keep the wait counts uniform
   }
+  // Block ids of the next tile to load (tile kStages - 1), fetched a whole tile early.
+  KVRowBlocks<Cfg> next_blocks = fetch_row_blocks<Cfg>(
+      p, block_row, token_begin + (Cfg::kStages - 1) * Cfg::kTileN, token_end);
 
   // ---- S-warp state: this thread's two rows (g and g + 8 of the warp's 16-row block).
   const bool s_warp = warp < Cfg::kSWarps;
@@ -244,7 +290,10 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
   float m0 = -INFINITY, m1 = -INFINITY;  // running maxima (log2 domain)
   float l0 = 0.f, l1 = 0.f;              // this thread's share of the running sums
 
-  // ---- PV state: all kRows rows x this warp's 64 value columns.
+  // ---- PV state. mma.sync: all kRows rows x this warp's 64 value columns. wgmma: the 16 rows
+  // of this warp (srow0 / srow1 per thread) x its warpgroup's 256 value columns; element
+  // [mt][nt][e] is then index 32*mt + 4*nt + e of the wgmma accumulator (8-column group
+  // 8*mt + nt).
   float o[Cfg::kMTiles][8][4];
 #pragma unroll
   for (int mt = 0; mt < Cfg::kMTiles; ++mt)
@@ -252,7 +301,9 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
     for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) o[mt][nt][e] = 0.f;
-  const bool pv_warp = warp * 64 < p.dv;  // columns past dv need no work
+  // Warps whose value columns all lie past dv skip P V (a warpgroup in the wgmma path).
+  const bool pv_warp = Cfg::kWgmma || warp * 64 < p.dv;
+  float alpha0 = 1.f, alpha1 = 1.f;  // wgmma path: this thread's rows' rescale factors
 
   const uint32_t smem_base = ptx::smem_addr(smem);
   // Per-lane ldmatrix addressing (see tile_chunk_offset): the row of every lane is fixed, and
@@ -270,12 +321,17 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
   for (int tile = 0; tile < num_tiles; ++tile) {
     const int tile_start = token_begin + tile * Cfg::kTileN;
     ptx::cp_async_wait<Cfg::kStages - 2>();
+    if constexpr (Cfg::kWgmma) wgmma::fence_proxy_async();  // cp.async data -> wgmma reads
     __syncthreads();  // tile `tile` (and Q) visible; everyone is done with the previous tile
 
     // Refill the stage the previous tile used.
     if (tile + Cfg::kStages - 1 < num_tiles) {
-      load_kv_tile<Cfg>(smem, Cfg::kOffKV + write_stage * Cfg::kKVBytes, a, block_row, kv_head,
-                        tile_start + (Cfg::kStages - 1) * Cfg::kTileN, token_end, bad);
+      const int start = tile_start + (Cfg::kStages - 1) * Cfg::kTileN;
+      load_kv_tile<Cfg>(smem, Cfg::kOffKV + write_stage * Cfg::kKVBytes, a, next_blocks,
+                        kv_head, start, bad);
+      if (tile + Cfg::kStages < num_tiles) {
+        next_blocks = fetch_row_blocks<Cfg>(p, block_row, start + Cfg::kTileN, token_end);
+      }
     }
     ptx::cp_async_commit();
     write_stage = write_stage + 1 == Cfg::kStages ? 0 : write_stage + 1;
@@ -284,15 +340,42 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
     read_stage = read_stage + 1 == Cfg::kStages ? 0 : read_stage + 1;
 
     float sc[Cfg::kSNTiles][4];
+    if constexpr (Cfg::kWgmma) {
+      // ---- S = Q K^T: this warpgroup's 64 x 32 block (tokens 32*wn ..), d/16 wgmmas.
+      float* acc = &sc[0][0];
+#pragma unroll
+      for (int i = 0; i < 16; ++i) acc[i] = 0.f;
+      wgmma::fence();
+      const uint32_t q_tile = smem_base + Cfg::kOffQ;
+      const uint32_t k_tile = kv_stage + wn * 32 * 128;
+#pragma unroll
+      for (int kk = 0; kk < Cfg::kD / 16; ++kk) {
+        const int blk = kk >> 2;
+        const uint32_t kbyte = (kk & 3) * 32;  // 16 elements along K inside the 128-byte atom
+        const uint64_t da = wgmma::make_desc(q_tile + blk * (Cfg::kRows << 7) + kbyte, 16, 1024);
+        const uint64_t db = wgmma::make_desc(k_tile + blk * (Cfg::kTileN << 7) + kbyte, 16, 1024);
+        wgmma::Ops<Elem>::template m64n32<0>(reinterpret_cast<float(&)[16]>(sc), da, db);
+      }
+      wgmma::commit();
+      wgmma::wait<0>();
+    }
     if (s_warp) {
       // ---- S = Q K^T for this warp's 16 x (kSNTiles*8) block.
+      if constexpr (!Cfg::kWgmma) {
+      // With one 8-token column block per warp, the d/16 MMAs would form one dependent chain;
+      // kSAcc independent accumulators (summed afterwards) keep several in flight.
+      constexpr int kSAcc = Cfg::kSNTiles == 1 ? 4 : 1;
+      float part[kSAcc][Cfg::kSNTiles][4];
 #pragma unroll
-      for (int nt = 0; nt < Cfg::kSNTiles; ++nt)
+      for (int c = 0; c < kSAcc; ++c)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) sc[nt][e] = 0.f;
+        for (int nt = 0; nt < Cfg::kSNTiles; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) part[c][nt][e] = 0.f;
       const uint32_t k_lane = kv_stage + (k_row << 7);
 #pragma unroll
       for (int kk = 0; kk < Cfg::kD / 16; ++kk) {
+        auto& acc = part[kk % kSAcc];
         const int blk = kk >> 2;
         const int j2 = (kk & 3) << 1;
         uint32_t qa[4];
@@ -302,17 +385,27 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
         if constexpr (Cfg::kSNTiles == 1) {
           uint32_t b0, b1;
           ptx::ldmatrix_x2(k_addr, b0, b1);
-          ptx::mma_16816<Elem>(sc[0], qa, b0, b1);
+          ptx::mma_16816<Elem>(acc[0], qa, b0, b1);
         } else {
 #pragma unroll
           for (int nt = 0; nt < Cfg::kSNTiles; nt += 2) {
             uint32_t b0, b1, b2, b3;
             ptx::ldmatrix_x4(k_addr + ((nt * 8) << 7), b0, b1, b2, b3);
-            ptx::mma_16816<Elem>(sc[nt], qa, b0, b1);
-            ptx::mma_16816<Elem>(sc[nt + 1], qa, b2, b3);
+            ptx::mma_16816<Elem>(acc[nt], qa, b0, b1);
+            ptx::mma_16816<Elem>(acc[nt + 1], qa, b2, b3);
           }
         }
       }
+#pragma unroll
+      for (int nt = 0; nt < Cfg::kSNTiles; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          float v = part[0][nt][e];
+#pragma unroll
+          for (int c = 1; c < kSAcc; ++c) v += part[c][nt][e];
+          sc[nt][e] = v;
+        }
+      }  // !kWgmma
       // ---- Scale to the log2 domain, mask, and take this warp's row maxima.
       float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
@@ -349,8 +442,8 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
       // A row that has seen no key yet keeps max -inf; subtract 0 then so exp2 gives 0, not NaN.
       const float use0 = new0 == -INFINITY ? 0.f : new0;
       const float use1 = new1 == -INFINITY ? 0.f : new1;
-      const float alpha0 = ptx::exp2_approx(m0 - use0);
-      const float alpha1 = ptx::exp2_approx(m1 - use1);
+      alpha0 = ptx::exp2_approx(m0 - use0);
+      alpha1 = ptx::exp2_approx(m1 - use1);
       m0 = new0;
       m1 = new1;
       float sum0 = 0.f, sum1 = 0.f;
@@ -373,14 +466,34 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
       }
       l0 = l0 * alpha0 + sum0;
       l1 = l1 * alpha1 + sum1;
-      if (wn == 0 && t4 == 0) {
+      if constexpr (Cfg::kWgmma) wgmma::fence_proxy_async();  // P -> wgmma reads
+      if (!Cfg::kWgmma && wn == 0 && t4 == 0) {
         row_val[srow0] = alpha0;
         row_val[srow1] = alpha1;
       }
     }
     __syncthreads();  // P and the rescale factors are visible
 
-    if (pv_warp) {
+    if constexpr (Cfg::kWgmma) {
+     {  // both warpgroups, whatever dv: a branch around wgmma makes ptxas serialize them
+      // ---- O = O * alpha + P V over this warpgroup's 256 value columns: 4 wgmmas (16 tokens
+      // each), P K-major from sP, V N-major straight from the KV tile (column blocks 4*wn ..).
+      float* acc = &o[0][0][0];
+#pragma unroll
+      for (int i = 0; i < 128; ++i) acc[i] *= (i & 2) ? alpha1 : alpha0;
+      wgmma::fence();
+      const uint32_t p_tile = smem_base + Cfg::kOffP;
+      const uint32_t v_tile = kv_stage + wn * 4 * (Cfg::kTileN << 7);
+#pragma unroll
+      for (int kk = 0; kk < Cfg::kTileN / 16; ++kk) {
+        const uint64_t da = wgmma::make_desc(p_tile + kk * 32, 16, 1024);
+        const uint64_t db = wgmma::make_desc(v_tile + kk * 16 * 128, a.v_leading, a.v_stride);
+        wgmma::Ops<Elem>::template m64n256<1>(reinterpret_cast<float(&)[128]>(o), da, db);
+      }
+      wgmma::commit();
+      wgmma::wait<0>();
+     }
+    } else if (pv_warp) {
       // ---- O = O * alpha + P V over this warp's 64 value columns (column block `warp`).
 #pragma unroll
       for (int mt = 0; mt < Cfg::kMTiles; ++mt) {
@@ -470,6 +583,48 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
   __syncthreads();  // 1/l per row is visible
 
   if (!pv_warp) return;
+  if constexpr (Cfg::kWgmma) {
+    // This thread: rows srow0 / srow1, columns 256*wn + 8*j + 2*t4 (+1), j = 0 .. 31.
+    const float* acc = &o[0][0][0];
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = half ? srow1 : srow0;
+      const int gr = row0 + r;
+      if (gr >= a.rows) continue;
+      const float inv = row_val[r];
+      const int s = gr / p.q_per_kv;
+      const int h = kv_head * p.q_per_kv + (gr - s * p.q_per_kv);
+      if (write_final) {
+        Elem* out = static_cast<Elem*>(p.out) + seq * p.out_batch_stride + s * p.out_seq_stride +
+                    h * p.out_head_stride;
+#pragma unroll
+        for (int j = 0; j < 32; ++j) {
+          const int col = wn * 256 + j * 8 + 2 * t4;
+          const float x0 = acc[4 * j + 2 * half] * inv, x1 = acc[4 * j + 2 * half + 1] * inv;
+          if (col + 1 < p.dv && (reinterpret_cast<uintptr_t>(out + col) & 3) == 0) {
+            *reinterpret_cast<uint32_t*>(out + col) = ptx::pack2<Elem>(x0, x1);
+          } else {
+            if (col < p.dv) out[col] = ptx::from_float<Elem>(x0);
+            if (col + 1 < p.dv) out[col + 1] = ptx::from_float<Elem>(x1);
+          }
+        }
+      } else {
+        float* out = p.schedule.partial_out +
+                     ((static_cast<int64_t>(split_index) * p.s_q + s) * p.h_q + h) * p.dv;
+#pragma unroll
+        for (int j = 0; j < 32; ++j) {
+          const int col = wn * 256 + j * 8 + 2 * t4;
+          const float x0 = acc[4 * j + 2 * half] * inv, x1 = acc[4 * j + 2 * half + 1] * inv;
+          if (col + 1 < p.dv && (p.dv & 1) == 0) {
+            *reinterpret_cast<float2*>(out + col) = make_float2(x0, x1);
+          } else {
+            if (col < p.dv) out[col] = x0;
+            if (col + 1 < p.dv) out[col + 1] = x1;
+          }
+        }
+      }
+    }
+  } else {
 #pragma unroll
   for (int mt = 0; mt < Cfg::kMTiles; ++mt) {
 #pragma unroll
@@ -511,6 +666,7 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
       }
     }
   }
+  }  // mma.sync layout
 }
 
 template <class Cfg>

@@ -28,44 +28,36 @@ void launch_dense_decode(const DenseDecodeArgs& a, cudaStream_t stream) {
 //   16 rows: memory-bound (h_q / h_kv = 16, s_q = 1): 32-token stages, 5 deep, to keep
 //            ~150 KB of KV in flight per SM;
 //   32 rows: the same pipeline;
-//   64 rows: compute-bound: 64-token stages (fewer barriers and shared-memory reads per FLOP),
-//            double-buffered, which is all that fits next to a 72 KB Q tile.
+//   64 rows: compute-bound: 64-token stages, double-buffered (all that fits next to a 72 KB
+//            Q tile), tensor work on wgmma; variant 1 (FLASHMLA_DECODE_VARIANT=1) runs the
+//            mma.sync version of the same tile, for comparison.
 template <typename Elem, int kD>
 using DecodeConfig16 = DecodeConfig<Elem, kD, 16, 32, 5>;
 template <typename Elem, int kD>
 using DecodeConfig32 = DecodeConfig<Elem, kD, 32, 32, 5>;
 template <typename Elem, int kD>
-using DecodeConfig64 = DecodeConfig<Elem, kD, 64, 64, 2>;
-// Alternative 64-row pipeline (32-token stages, 4 deep), chosen with FLASHMLA_DECODE_VARIANT=1
-// for benchmarking; bf16 / d = 576 only.
+using DecodeConfig64 = DecodeConfig<Elem, kD, 64, 64, 2, /*kWgmma=*/true>;
 template <typename Elem, int kD>
-using DecodeConfig64Deep = DecodeConfig<Elem, kD, 64, 32, 4>;
+using DecodeConfig64Mma = DecodeConfig<Elem, kD, 64, 64, 2, /*kWgmma=*/false>;
 
-// Runs the configuration for a.rows (16, 32 or 64 rows per tile).
+// Runs the configuration for `tile_rows` (16, 32 or 64 rows per tile).
 template <typename Elem, int kD>
 void launch_dense_decode_for_rows(const DenseDecodeArgs& a, int tile_rows, int variant,
                                   cudaStream_t stream);
 
-#define FLASHMLA_DEFINE_DENSE_DECODE_LAUNCH(ELEM, D, WITH_DEEP)                               \
+#define FLASHMLA_DEFINE_DENSE_DECODE_LAUNCH(ELEM, D)                                          \
   template <>                                                                                \
   void launch_dense_decode_for_rows<ELEM, D>(const DenseDecodeArgs& a, int tile_rows,       \
                                              int variant, cudaStream_t stream) {            \
     if (tile_rows == 16) {                                                                   \
       launch_dense_decode<DecodeConfig16<ELEM, D>>(a, stream);                               \
-      return;                                                                                \
-    }                                                                                        \
-    if (tile_rows == 32) {                                                                   \
+    } else if (tile_rows == 32) {                                                            \
       launch_dense_decode<DecodeConfig32<ELEM, D>>(a, stream);                               \
-      return;                                                                                \
+    } else if (variant == 1) {                                                               \
+      launch_dense_decode<DecodeConfig64Mma<ELEM, D>>(a, stream);                            \
+    } else {                                                                                 \
+      launch_dense_decode<DecodeConfig64<ELEM, D>>(a, stream);                               \
     }                                                                                        \
-    if constexpr (WITH_DEEP) {                                                               \
-      if (variant == 1) {                                                                    \
-        launch_dense_decode<DecodeConfig64Deep<ELEM, D>>(a, stream);                         \
-        return;                                                                              \
-      }                                                                                      \
-    }                                                                                        \
-    (void)variant;                                                                           \
-    launch_dense_decode<DecodeConfig64<ELEM, D>>(a, stream);                                 \
   }
 
 }  // namespace flashmla::detail::cuda::sm90

@@ -2,5 +2,5 @@
 #include "cuda/sm90/decode/dense_decode_launch.cuh"
 
 namespace flashmla::detail::cuda::sm90 {
-FLASHMLA_DEFINE_DENSE_DECODE_LAUNCH(__half, 512, false)
+FLASHMLA_DEFINE_DENSE_DECODE_LAUNCH(__half, 512)
 }  // namespace flashmla::detail::cuda::sm90
