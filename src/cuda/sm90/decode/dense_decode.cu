@@ -45,7 +45,8 @@ bool aligned16(const void* ptr, std::initializer_list<int64_t> element_strides) 
   return true;
 }
 
-// FLASHMLA_DECODE_VARIANT=1 runs 64-row tiles on mma.sync instead of wgmma (comparison only).
+// FLASHMLA_DECODE_VARIANT (comparison only): 1 runs 64-row tiles on mma.sync instead of wgmma,
+// 2 runs 16- and 32-row tiles with 64-token stages (double-buffered) instead of 32-token ones.
 int decode_variant() {
   static const int variant = [] {
     const char* v = std::getenv("FLASHMLA_DECODE_VARIANT");
@@ -92,6 +93,11 @@ void dense_decode(const DenseDecodeParams& p, void* stream_ptr) {
   }();
   a.v_leading = swap ? 1024 : 64 * 128;
   a.v_stride = swap ? 64 * 128 : 1024;
+  static const int debug_flags = [] {
+    const char* v = std::getenv("FLASHMLA_DEBUG_FLAGS");
+    return v ? std::atoi(v) : 0;
+  }();
+  a.debug_flags = debug_flags;
 
   const int variant = decode_variant();
   const bool bf16 = p.act_type == ActType::kBF16;

@@ -42,6 +42,9 @@ struct DenseDecodeArgs {
   // between 8-token groups); see wgmma::make_desc.
   uint32_t v_leading;
   uint32_t v_stride;
+  // Benchmark-only experiments (FLASHMLA_DEBUG_FLAGS; results are wrong when set):
+  // bit 0 = load no KV tile after the prologue (compute-only timing).
+  int debug_flags;
 };
 
 template <typename Elem_, int kD_, int kRows_, int kTileN_, int kStages_, bool kWgmma_ = false>
@@ -325,7 +328,7 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
     __syncthreads();  // tile `tile` (and Q) visible; everyone is done with the previous tile
 
     // Refill the stage the previous tile used.
-    if (tile + Cfg::kStages - 1 < num_tiles) {
+    if (tile + Cfg::kStages - 1 < num_tiles && !(a.debug_flags & 1)) {
       const int start = tile_start + (Cfg::kStages - 1) * Cfg::kTileN;
       load_kv_tile<Cfg>(smem, Cfg::kOffKV + write_stage * Cfg::kKVBytes, a, next_blocks,
                         kv_head, start, bad);

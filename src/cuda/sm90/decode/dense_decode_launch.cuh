@@ -36,6 +36,10 @@ using DecodeConfig16 = DecodeConfig<Elem, kD, 16, 32, 5>;
 template <typename Elem, int kD>
 using DecodeConfig32 = DecodeConfig<Elem, kD, 32, 32, 5>;
 template <typename Elem, int kD>
+using DecodeConfig16Wide = DecodeConfig<Elem, kD, 16, 64, 2>;
+template <typename Elem, int kD>
+using DecodeConfig32Wide = DecodeConfig<Elem, kD, 32, 64, 2>;
+template <typename Elem, int kD>
 using DecodeConfig64 = DecodeConfig<Elem, kD, 64, 64, 2, /*kWgmma=*/true>;
 template <typename Elem, int kD>
 using DecodeConfig64Mma = DecodeConfig<Elem, kD, 64, 64, 2, /*kWgmma=*/false>;
@@ -49,8 +53,12 @@ void launch_dense_decode_for_rows(const DenseDecodeArgs& a, int tile_rows, int v
   template <>                                                                                \
   void launch_dense_decode_for_rows<ELEM, D>(const DenseDecodeArgs& a, int tile_rows,       \
                                              int variant, cudaStream_t stream) {            \
-    if (tile_rows == 16) {                                                                   \
+    if (tile_rows == 16 && variant == 2) {                                                   \
+      launch_dense_decode<DecodeConfig16Wide<ELEM, D>>(a, stream);                           \
+    } else if (tile_rows == 16) {                                                            \
       launch_dense_decode<DecodeConfig16<ELEM, D>>(a, stream);                               \
+    } else if (tile_rows == 32 && variant == 2) {                                            \
+      launch_dense_decode<DecodeConfig32Wide<ELEM, D>>(a, stream);                           \
     } else if (tile_rows == 32) {                                                            \
       launch_dense_decode<DecodeConfig32<ELEM, D>>(a, stream);                               \
     } else if (variant == 1) {                                                               \
