@@ -41,7 +41,9 @@ FLASHMLA_HOST_DEVICE inline void plan_splits(const int32_t* cache_seqlens, int b
   };
   int64_t total = 0;
   for (int i = 0; i < batch_size; ++i) total += units_of(i) + fixed_cost;
-  int64_t per_worker = (total + num_workers - 1) / num_workers;
+  // Each cut adds one piece, hence one more fixed_cost: give every worker that much slack so the
+  // cuts do not pile the remainder onto the last worker.
+  int64_t per_worker = (total + num_workers - 1) / num_workers + fixed_cost;
   if (per_worker < fixed_cost + 1) per_worker = fixed_cost + 1;
 
   split_offsets[0] = 0;

@@ -148,8 +148,6 @@ TEST(CudaDenseDecodeBench, DISABLED_AnchorCases) {
   FLASHMLA_REQUIRE_GPU();
   // FLASHMLA_BENCH_FILTER=h128 / h16 restricts the cases (by h_q).
   const char* filter = std::getenv("FLASHMLA_BENCH_FILTER");
-  const char* variant = std::getenv("FLASHMLA_DECODE_VARIANT");
-  std::printf("[ bench ] variant=%s\n", variant ? variant : "0");
   std::printf("[ bench ] %4s %3s %4s %6s %6s | %9s %9s %7s | %8s %8s\n", "b", "s_q", "h_q",
               "causal", "s_k", "ours_us", "flashmla", "ratio", "TFLOP/s", "GB/s");
   for (const AnchorCase& a : anchor_cases()) {

@@ -145,13 +145,14 @@ TEST(CudaDenseDecode, SanitizerSmall) {
   FLASHMLA_REQUIRE_GPU();
   Group group("small");
   Rng rng(base_seed() * 31 + 9);
-  for (int h_q : {16, 32, 64}) {
+  // (h_q, s_q) -> 16, 32 and 64 query rows per KV head.
+  for (auto [h_q, s_q] : {std::pair{16, 1}, std::pair{16, 2}, std::pair{64, 1}}) {
     for (DType dtype : {DType::kBF16, DType::kFP16}) {
       DenseCase c;
       c.seed = rng.engine()();
       c.seqlens = {70, 0, 130};
       c.h_q = h_q;
-      c.s_q = h_q == 64 ? 1 : 2;
+      c.s_q = s_q;
       c.causal = true;
       c.dtype = dtype;
       c.page_block_size = 32;

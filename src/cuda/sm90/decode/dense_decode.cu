@@ -6,14 +6,13 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <cstdlib>
+#include <initializer_list>
 #include <string>
 
 #include "api/backends.h"
 #include "cuda/common/check.h"
 #include "cuda/common/combine.h"
 #include "cuda/sm90/decode/dense_decode_kernel.cuh"
-#include <initializer_list>
 #include "cuda/sm90/decode/tile_shape.h"
 
 namespace flashmla::detail::cuda {
@@ -21,18 +20,17 @@ namespace flashmla::detail::cuda {
 namespace sm90 {
 // Defined in instantiations/dense_*.cu, one file per element type and head dim.
 template <typename Elem, int kD>
-void launch_dense_decode_for_rows(const DenseDecodeArgs& a, int tile_rows, int variant,
-                                  cudaStream_t stream);
+void launch_dense_decode_for_rows(const DenseDecodeArgs& a, int tile_rows, cudaStream_t stream);
 template <>
-void launch_dense_decode_for_rows<__nv_bfloat16, 576>(const DenseDecodeArgs&, int, int,
+void launch_dense_decode_for_rows<__nv_bfloat16, 576>(const DenseDecodeArgs&, int,
                                                       cudaStream_t);
 template <>
-void launch_dense_decode_for_rows<__nv_bfloat16, 512>(const DenseDecodeArgs&, int, int,
+void launch_dense_decode_for_rows<__nv_bfloat16, 512>(const DenseDecodeArgs&, int,
                                                       cudaStream_t);
 template <>
-void launch_dense_decode_for_rows<__half, 576>(const DenseDecodeArgs&, int, int, cudaStream_t);
+void launch_dense_decode_for_rows<__half, 576>(const DenseDecodeArgs&, int, cudaStream_t);
 template <>
-void launch_dense_decode_for_rows<__half, 512>(const DenseDecodeArgs&, int, int, cudaStream_t);
+void launch_dense_decode_for_rows<__half, 512>(const DenseDecodeArgs&, int, cudaStream_t);
 }  // namespace sm90
 
 namespace {
@@ -43,16 +41,6 @@ bool aligned16(const void* ptr, std::initializer_list<int64_t> element_strides) 
     if (s % 8 != 0) return false;  // 8 elements of 2 bytes
   }
   return true;
-}
-
-// FLASHMLA_DECODE_VARIANT (comparison only): 1 runs 64-row tiles on mma.sync instead of wgmma,
-// 2 runs 16- and 32-row tiles with 64-token stages (double-buffered) instead of 32-token ones.
-int decode_variant() {
-  static const int variant = [] {
-    const char* v = std::getenv("FLASHMLA_DECODE_VARIANT");
-    return v ? std::atoi(v) : 0;
-  }();
-  return variant;
 }
 
 }  // namespace
@@ -85,30 +73,15 @@ void dense_decode(const DenseDecodeParams& p, void* stream_ptr) {
   a.scale_log2 = p.softmax_scale * 1.4426950408889634f;
   a.q_aligned = aligned16(p.q, {p.q_batch_stride, p.q_seq_stride, p.q_head_stride});
   a.kv_aligned = aligned16(p.kv.data, {p.kv.block_stride, p.kv.row_stride, p.kv.head_stride});
-  // N-major V descriptor: 64-column blocks of a 64-token tile are 64 * 128 bytes apart, 8-token
-  // groups 1024 bytes. FLASHMLA_WGMMA_SWAP=1 swaps the two (descriptor-convention probe).
-  static const bool swap = [] {
-    const char* v = std::getenv("FLASHMLA_WGMMA_SWAP");
-    return v && std::atoi(v) == 1;
-  }();
-  a.v_leading = swap ? 1024 : 64 * 128;
-  a.v_stride = swap ? 64 * 128 : 1024;
-  static const int debug_flags = [] {
-    const char* v = std::getenv("FLASHMLA_DEBUG_FLAGS");
-    return v ? std::atoi(v) : 0;
-  }();
-  a.debug_flags = debug_flags;
-
-  const int variant = decode_variant();
   const bool bf16 = p.act_type == ActType::kBF16;
   if (bf16 && p.d == 576) {
-    sm90::launch_dense_decode_for_rows<__nv_bfloat16, 576>(a, tile_rows, variant, stream);
+    sm90::launch_dense_decode_for_rows<__nv_bfloat16, 576>(a, tile_rows, stream);
   } else if (bf16) {
-    sm90::launch_dense_decode_for_rows<__nv_bfloat16, 512>(a, tile_rows, variant, stream);
+    sm90::launch_dense_decode_for_rows<__nv_bfloat16, 512>(a, tile_rows, stream);
   } else if (p.d == 576) {
-    sm90::launch_dense_decode_for_rows<__half, 576>(a, tile_rows, variant, stream);
+    sm90::launch_dense_decode_for_rows<__half, 576>(a, tile_rows, stream);
   } else {
-    sm90::launch_dense_decode_for_rows<__half, 512>(a, tile_rows, variant, stream);
+    sm90::launch_dense_decode_for_rows<__half, 512>(a, tile_rows, stream);
   }
   launch_combine(p, stream);
 }

@@ -1,20 +1,22 @@
-// The split-KV dense MLA decode kernel (tensor-core mma.sync version).
+// The split-KV dense MLA decode kernel.
 //
 // One CTA = one (worker, KV head, query-row tile). The worker's contiguous range of
 // (sequence, token) work comes from the split schedule (common/split_plan.h); for each piece of a
 // sequence the CTA:
 //   1. loads its Q tile (kRows query rows x d) into shared memory,
 //   2. streams the piece's KV rows through a kStages-deep cp.async pipeline of kTileN tokens,
-//   3. per tile computes S = Q K^T (8 warps on a kSWarpsM x kSWarpsN grid), an online softmax
-//      in registers (row maxima exchanged through shared memory), writes P to shared memory and
-//      accumulates O += P V with every warp owning 64 of the 512 value columns for all rows,
+//   3. per tile computes S = Q K^T, an online softmax in registers (row maxima exchanged through
+//      shared memory), writes P to shared memory and accumulates O += P V in registers,
 //   4. writes O / l and lse either to the final output (the sequence has one split) or to the
 //      fp32 split workspace that the combine kernel merges.
+// The tensor work runs on mma.sync (16- and 32-row tiles: 8 warps on a kSWarpsM x kSWarpsN grid
+// for S, every warp owning 64 of the 512 value columns for P V) or on Hopper wgmma (64-row
+// tiles; see DecodeConfig::kWgmma).
 //
-// Shared-memory tiles use the canonical 128-byte-swizzle layout of Hopper's wgmma: the tile is cut
-// into column blocks of 64 elements (128 bytes), each stored row after row, and the 16-byte chunk
-// c of row r sits at chunk position c ^ (r % 8). ldmatrix over 8 consecutive rows is then free of
-// bank conflicts, and a later wgmma version can read the same buffers.
+// Shared-memory tiles use the canonical 128-byte-swizzle layout of wgmma: the tile is cut into
+// column blocks of 64 elements (128 bytes), each stored row after row, and the 16-byte chunk c of
+// row r sits at chunk position c ^ (r % 8). ldmatrix over 8 consecutive rows is then free of bank
+// conflicts, and wgmma reads the same buffers through descriptors.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -38,18 +40,17 @@ struct DenseDecodeArgs {
   float scale_log2;  // softmax_scale * log2(e): scores are kept in the exp2 domain
   bool q_aligned;    // q rows start on 16 bytes: cp.async may be used
   bool kv_aligned;   // likewise for KV rows
-  // wgmma descriptor strides of the N-major V operand (bytes between 64-column blocks and
-  // between 8-token groups); see wgmma::make_desc.
-  uint32_t v_leading;
-  uint32_t v_stride;
-  // Benchmark-only experiments (FLASHMLA_DEBUG_FLAGS; results are wrong when set):
-  // bit 0 = load no KV tile after the prologue (compute-only timing).
-  int debug_flags;
 };
 
-template <typename Elem_, int kD_, int kRows_, int kTileN_, int kStages_, bool kWgmma_ = false>
+template <typename Elem_, int kD_, int kRows_, int kTileN_, int kStages_, bool kWgmma_ = false,
+          bool kQInRegs_ = false>
 struct DecodeConfig {
   using Elem = Elem_;
+  // mma.sync path: keep each S warp's Q fragments (16 rows x d) in registers for the whole
+  // piece instead of re-reading them from shared memory every tile. With few rows the S warps
+  // would otherwise read Q 8 times per tile, and shared-memory bandwidth, not DRAM, would bound
+  // the memory-bound (h_q = 16) case.
+  static constexpr bool kQInRegs = kQInRegs_;
   // Tensor-core path: mma.sync (m16n8k16 fragments via ldmatrix) for every tile size, or, for
   // 64-row tiles, Hopper wgmma: each warpgroup computes S for 32 of the 64 tokens
   // (m64n32k16 x d/16) and O += P V for 256 of the 512 value columns (m64n256k16 x 4), both
@@ -91,6 +92,7 @@ struct DecodeConfig {
   static constexpr int kSmemBytes = kOffRow + kRows * 4;
   static_assert(kSmemBytes <= 227 * 1024, "exceeds the 227 KB a Hopper CTA may use");
   static_assert(kTileN == 32 || kTileN == 64, "P tile swizzle handles 64- and 128-byte rows");
+  static_assert(!(kWgmma && kQInRegs), "wgmma reads Q from shared memory");
   static_assert(!kWgmma || (kRows == 64 && kTileN == 64 && kSWarpsM == 4 && kSWarpsN == 2 &&
                             kSNTiles == 4 && kD / 64 >= 8),
                 "the wgmma path is written for 64 x 64 tiles and 512 value columns");
@@ -304,7 +306,8 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
     for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) o[mt][nt][e] = 0.f;
-  // Warps whose value columns all lie past dv skip P V (a warpgroup in the wgmma path).
+  // mma.sync warps whose 64 value columns all lie past dv skip P V. (wgmma warpgroups never
+  // skip it: a branch around wgmma makes ptxas serialize them.)
   const bool pv_warp = Cfg::kWgmma || warp * 64 < p.dv;
   float alpha0 = 1.f, alpha1 = 1.f;  // wgmma path: this thread's rows' rescale factors
 
@@ -319,6 +322,9 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
   const int v_row = (lane & 7) + (((lane >> 3) & 1) << 3);
   const int v_x = (lane >> 4) ^ (lane & 7);
 
+  // Q fragments in registers (kQInRegs): filled once the Q tile has landed (first tile).
+  uint32_t qf[Cfg::kQInRegs ? Cfg::kD / 16 : 1][4];
+
   int read_stage = 0;
   int write_stage = Cfg::kStages - 1;
   for (int tile = 0; tile < num_tiles; ++tile) {
@@ -327,17 +333,30 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
     if constexpr (Cfg::kWgmma) wgmma::fence_proxy_async();  // cp.async data -> wgmma reads
     __syncthreads();  // tile `tile` (and Q) visible; everyone is done with the previous tile
 
-    // Refill the stage the previous tile used.
-    if (tile + Cfg::kStages - 1 < num_tiles && !(a.debug_flags & 1)) {
-      const int start = tile_start + (Cfg::kStages - 1) * Cfg::kTileN;
-      load_kv_tile<Cfg>(smem, Cfg::kOffKV + write_stage * Cfg::kKVBytes, a, next_blocks,
-                        kv_head, start, bad);
-      if (tile + Cfg::kStages < num_tiles) {
-        next_blocks = fetch_row_blocks<Cfg>(p, block_row, start + Cfg::kTileN, token_end);
+    // Refill the stage the previous tile used. (The wgmma path does this after issuing its
+    // asynchronous S wgmmas, so that the copies' address work overlaps the tensor cores.)
+    auto refill = [&] {
+      if (tile + Cfg::kStages - 1 < num_tiles) {
+        const int start = tile_start + (Cfg::kStages - 1) * Cfg::kTileN;
+        load_kv_tile<Cfg>(smem, Cfg::kOffKV + write_stage * Cfg::kKVBytes, a, next_blocks,
+                          kv_head, start, bad);
+        if (tile + Cfg::kStages < num_tiles) {
+          next_blocks = fetch_row_blocks<Cfg>(p, block_row, start + Cfg::kTileN, token_end);
+        }
+      }
+      ptx::cp_async_commit();
+      write_stage = write_stage + 1 == Cfg::kStages ? 0 : write_stage + 1;
+    };
+    if constexpr (!Cfg::kWgmma) refill();
+    if constexpr (Cfg::kQInRegs) {
+      if (tile == 0 && s_warp) {
+#pragma unroll
+        for (int kk = 0; kk < Cfg::kD / 16; ++kk) {
+          ptx::ldmatrix_x4(q_lane + (kk >> 2) * (Cfg::kRows << 7) + ((((kk & 3) << 1) ^ q_x) << 4),
+                           qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
+        }
       }
     }
-    ptx::cp_async_commit();
-    write_stage = write_stage + 1 == Cfg::kStages ? 0 : write_stage + 1;
 
     const uint32_t kv_stage = smem_base + Cfg::kOffKV + read_stage * Cfg::kKVBytes;
     read_stage = read_stage + 1 == Cfg::kStages ? 0 : read_stage + 1;
@@ -360,6 +379,7 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
         wgmma::Ops<Elem>::template m64n32<0>(reinterpret_cast<float(&)[16]>(sc), da, db);
       }
       wgmma::commit();
+      refill();
       wgmma::wait<0>();
     }
     if (s_warp) {
@@ -382,8 +402,13 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
         const int blk = kk >> 2;
         const int j2 = (kk & 3) << 1;
         uint32_t qa[4];
-        ptx::ldmatrix_x4(q_lane + blk * (Cfg::kRows << 7) + ((j2 ^ q_x) << 4), qa[0], qa[1], qa[2],
-                         qa[3]);
+        if constexpr (Cfg::kQInRegs) {
+#pragma unroll
+          for (int i = 0; i < 4; ++i) qa[i] = qf[kk][i];
+        } else {
+          ptx::ldmatrix_x4(q_lane + blk * (Cfg::kRows << 7) + ((j2 ^ q_x) << 4), qa[0], qa[1],
+                           qa[2], qa[3]);
+        }
         const uint32_t k_addr = k_lane + blk * (Cfg::kTileN << 7) + ((j2 ^ k_x) << 4);
         if constexpr (Cfg::kSNTiles == 1) {
           uint32_t b0, b1;
@@ -490,7 +515,9 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
 #pragma unroll
       for (int kk = 0; kk < Cfg::kTileN / 16; ++kk) {
         const uint64_t da = wgmma::make_desc(p_tile + kk * 32, 16, 1024);
-        const uint64_t db = wgmma::make_desc(v_tile + kk * 16 * 128, a.v_leading, a.v_stride);
+        // N-major V: 64-column blocks kTileN * 128 bytes apart, 8-token groups 1024 bytes.
+        const uint64_t db =
+            wgmma::make_desc(v_tile + kk * 16 * 128, Cfg::kTileN * 128, 1024);
         wgmma::Ops<Elem>::template m64n256<1>(reinterpret_cast<float(&)[128]>(o), da, db);
       }
       wgmma::commit();

@@ -24,45 +24,32 @@ void launch_dense_decode(const DenseDecodeArgs& a, cudaStream_t stream) {
   FLASHMLA_CUDA_CHECK_LAUNCH("dense_decode_kernel");
 }
 
-// The configurations used for each query-row tile size (see tile_shape.h):
-//   16 rows: memory-bound (h_q / h_kv = 16, s_q = 1): 32-token stages, 5 deep, to keep
-//            ~150 KB of KV in flight per SM;
-//   32 rows: the same pipeline;
-//   64 rows: compute-bound: 64-token stages, double-buffered (all that fits next to a 72 KB
-//            Q tile), tensor work on wgmma; variant 1 (FLASHMLA_DECODE_VARIANT=1) runs the
-//            mma.sync version of the same tile, for comparison.
+// The configurations used for each query-row tile size (see tile_shape.h); all stream the KV
+// rows in 64-token stages, double-buffered:
+//   16 rows (memory-bound, e.g. h_q / h_kv = 16, s_q = 1): Q fragments held in registers;
+//   32 rows: Q from shared memory (in registers it spills, and measured slower);
+//   64 rows (compute-bound): tensor work on wgmma (the 72 KB Q tile leaves room for two stages).
+// Measured on the H200 and rejected: 32-token stages 5 deep (16/32 rows: 12% / 27% slower),
+// two 16-row tiles for 32 rows (35% slower), mma.sync for 64 rows (about 1.4x slower).
 template <typename Elem, int kD>
-using DecodeConfig16 = DecodeConfig<Elem, kD, 16, 32, 5>;
+using DecodeConfig16 = DecodeConfig<Elem, kD, 16, 64, 2, false, /*kQInRegs=*/true>;
 template <typename Elem, int kD>
-using DecodeConfig32 = DecodeConfig<Elem, kD, 32, 32, 5>;
-template <typename Elem, int kD>
-using DecodeConfig16Wide = DecodeConfig<Elem, kD, 16, 64, 2>;
-template <typename Elem, int kD>
-using DecodeConfig32Wide = DecodeConfig<Elem, kD, 32, 64, 2>;
+using DecodeConfig32 = DecodeConfig<Elem, kD, 32, 64, 2>;
 template <typename Elem, int kD>
 using DecodeConfig64 = DecodeConfig<Elem, kD, 64, 64, 2, /*kWgmma=*/true>;
-template <typename Elem, int kD>
-using DecodeConfig64Mma = DecodeConfig<Elem, kD, 64, 64, 2, /*kWgmma=*/false>;
 
 // Runs the configuration for `tile_rows` (16, 32 or 64 rows per tile).
 template <typename Elem, int kD>
-void launch_dense_decode_for_rows(const DenseDecodeArgs& a, int tile_rows, int variant,
-                                  cudaStream_t stream);
+void launch_dense_decode_for_rows(const DenseDecodeArgs& a, int tile_rows, cudaStream_t stream);
 
 #define FLASHMLA_DEFINE_DENSE_DECODE_LAUNCH(ELEM, D)                                          \
   template <>                                                                                \
   void launch_dense_decode_for_rows<ELEM, D>(const DenseDecodeArgs& a, int tile_rows,       \
-                                             int variant, cudaStream_t stream) {            \
-    if (tile_rows == 16 && variant == 2) {                                                   \
-      launch_dense_decode<DecodeConfig16Wide<ELEM, D>>(a, stream);                           \
-    } else if (tile_rows == 16) {                                                            \
+                                             cudaStream_t stream) {                          \
+    if (tile_rows == 16) {                                                                   \
       launch_dense_decode<DecodeConfig16<ELEM, D>>(a, stream);                               \
-    } else if (tile_rows == 32 && variant == 2) {                                            \
-      launch_dense_decode<DecodeConfig32Wide<ELEM, D>>(a, stream);                           \
     } else if (tile_rows == 32) {                                                            \
       launch_dense_decode<DecodeConfig32<ELEM, D>>(a, stream);                               \
-    } else if (variant == 1) {                                                               \
-      launch_dense_decode<DecodeConfig64Mma<ELEM, D>>(a, stream);                            \
     } else {                                                                                 \
       launch_dense_decode<DecodeConfig64<ELEM, D>>(a, stream);                               \
     }                                                                                        \
