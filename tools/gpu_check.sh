@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# One call on the GPU machine (the `device` tool; carry .deps): build the library, CLI, CUDA
+# tests and Python extension; run the CUDA test suite, the Python CUDA tests, the host-overhead
+# measurement and `flashmla bench` over the dense anchor cases. Logs and JSON go to $OUT.
+#
+#   bash tools/gpu_check.sh [build|tests|bench|all]...   (default: all)
+#
+# .deps holds what the GPU image lacks: CLI11 and nlohmann headers (.deps/include), GoogleTest
+# sources (.deps/googletest) and the anchor files (.deps/anchors).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/flashmla-gpu-out}
+mkdir -p "$OUT"
+export PATH=/usr/local/cuda/bin:$PATH PYTHONUNBUFFERED=1
+steps=${*:-all}
+has() { [[ " $steps " == *" $1 "* || " $steps " == *" all "* ]]; }
+
+if has build || has tests || has bench; then
+  t0=$SECONDS
+  cmake -S . -B build-gpu -G Ninja -DFLASHMLA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a \
+    -DFLASHMLA_BUILD_TESTS=ON -DFLASHMLA_BUILD_CLI=ON -DFLASHMLA_BUILD_PYTHON=ON \
+    -DPython_EXECUTABLE="$(command -v python3)" -DFLASHMLA_DEPS_INCLUDE="$PWD/.deps/include" \
+    -DFLASHMLA_GTEST_SOURCE_DIR="$PWD/.deps/googletest" > "$OUT/build.log" 2>&1 &&
+    cmake --build build-gpu -j "$(nproc)" >> "$OUT/build.log" 2>&1
+  rc=$?
+  echo "=== build rc=$rc ($((SECONDS - t0)) s)"
+  [[ $rc == 0 ]] || { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
+fi
+
+if has tests; then
+  t0=$SECONDS
+  timeout 300 build-gpu/tests/flashmla_gpu_tests > "$OUT/gpu_tests.log" 2>&1
+  echo "=== gpu tests rc=$? ($((SECONDS - t0)) s)"
+  grep -E "^\[ (summary|gpu-tests) \]|^\[  FAILED  \]|^\[  PASSED  \]" "$OUT/gpu_tests.log" | tail -30
+  t0=$SECONDS
+  timeout 200 compute-sanitizer --tool memcheck build-gpu/tests/flashmla_gpu_tests \
+    --gtest_filter='*SanitizerSmall*:*InvalidBlockId*' > "$OUT/memcheck.log" 2>&1
+  echo "=== memcheck rc=$? ($((SECONDS - t0)) s): $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log")"
+  t0=$SECONDS
+  timeout 200 compute-sanitizer --tool racecheck build-gpu/tests/flashmla_gpu_tests \
+    --gtest_filter='*SanitizerSmall*' > "$OUT/racecheck.log" 2>&1
+  echo "=== racecheck rc=$? ($((SECONDS - t0)) s): $(grep -E 'RACECHECK SUMMARY' "$OUT/racecheck.log")"
+  t0=$SECONDS
+  PYTHONPATH=build-gpu/python timeout 300 python3 -m pytest tests/python -q -p no:cacheprovider \
+    > "$OUT/pytest.log" 2>&1
+  echo "=== pytest rc=$? ($((SECONDS - t0)) s)"; tail -15 "$OUT/pytest.log"
+  PYTHONPATH=build-gpu/python timeout 120 python3 tests/python/bench_overhead.py \
+    > "$OUT/overhead.log" 2>&1
+  echo "=== overhead rc=$?"; tail -12 "$OUT/overhead.log"
+fi
+
+if has bench; then
+  t0=$SECONDS
+  timeout 400 build-gpu/apps/flashmla/flashmla bench --cases .deps/anchors/flashmla-dense-decode-h200.json \
+    --device cuda --json "$OUT/bench_dense_anchor.json" > "$OUT/bench.log" 2>&1
+  echo "=== bench rc=$? ($((SECONDS - t0)) s)"; tail -32 "$OUT/bench.log"
+fi
