@@ -7,6 +7,7 @@
 // the GPU, with the block table a random permutation of the pages.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -15,8 +16,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "anchor_cases.h"
 #include "flashmla/decode.h"
@@ -151,23 +150,27 @@ TEST(CudaDenseDecodeBench, DISABLED_AnchorCases) {
   std::printf("[ bench ] %4s %3s %4s %6s %6s | %9s %9s %7s | %8s %8s\n", "b", "s_q", "h_q",
               "causal", "s_k", "ours_us", "flashmla", "ratio", "TFLOP/s", "GB/s");
   for (const AnchorCase& a : anchor_cases()) {
-    if (a.s_k_nominal > 8192) continue;  // the long ones cost device time and add little
+    if (a.s_k_nominal > 8192) continue;    // the long ones cost device time and add little
     if (a.causal && a.s_q == 1) continue;  // same work as non-causal
     if (filter && std::string(filter) == "h16" && a.h_q != 16) continue;
     if (filter && std::string(filter) == "h128" && a.h_q != 128) continue;
     // A single case for profilers: "b128h16" / "b128h128" (s_q = 1, s_k = 4096 or 8192).
-    if (filter && std::string(filter) == "b128h16" && !(a.b == 128 && a.h_q == 16 && a.s_q == 1)) continue;
+    if (filter && std::string(filter) == "b128h16" && !(a.b == 128 && a.h_q == 16 && a.s_q == 1))
+      continue;
     if (filter && std::string(filter) == "b128h128" &&
-        !(a.b == 128 && a.h_q == 128 && a.s_q == 1 && a.s_k_nominal == 4096)) continue;
+        !(a.b == 128 && a.h_q == 128 && a.s_q == 1 && a.s_k_nominal == 4096))
+      continue;
     const Timing t = time_case(a, 30);
     double mean_len = 0;
     for (int32_t len : a.seqlens) mean_len += len;
     mean_len /= a.b;
     const double flops = 2.0 * a.b * a.h_q * a.s_q * mean_len * (576 + 512);
-    const double bytes = a.b * (a.s_q * a.h_q * 576 * 2.0 + mean_len * 576 * 2 + a.s_q * a.h_q * 512 * 2.0);
+    const double bytes =
+        a.b * (a.s_q * a.h_q * 576 * 2.0 + mean_len * 576 * 2 + a.s_q * a.h_q * 512 * 2.0);
     std::printf("[ bench ] %4d %3d %4d %6s %6d | %9.1f %9.1f %7.2f | %8.1f %8.0f\n", a.b, a.s_q,
                 a.h_q, a.causal ? "yes" : "no", a.s_k_nominal, t.median_us, a.flashmla_us,
-                a.flashmla_us / t.median_us, flops / t.median_us * 1e-6, bytes / t.median_us * 1e-3);
+                a.flashmla_us / t.median_us, flops / t.median_us * 1e-6,
+                bytes / t.median_us * 1e-3);
   }
 }
 

@@ -3,6 +3,7 @@
 // replays one), unused cache rows NaN, garbage block-table entries past each sequence,
 // poisoned outputs.
 #include <cuda_runtime.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <chrono>
@@ -11,8 +12,6 @@
 #include <cstdlib>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "common/dense_case.h"
 #include "common/numeric.h"
@@ -25,10 +24,10 @@ namespace {
 uint64_t base_seed() {
   static const uint64_t seed = [] {
     const char* env = std::getenv("FLASHMLA_TEST_SEED");
-    const uint64_t s = env ? std::strtoull(env, nullptr, 10)
-                           : static_cast<uint64_t>(
-                                 std::chrono::steady_clock::now().time_since_epoch().count()) %
-                                 1000000007ull;
+    const uint64_t s =
+        env ? std::strtoull(env, nullptr, 10)
+            : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) %
+                  1000000007ull;
     std::printf("[ gpu-tests ] FLASHMLA_TEST_SEED=%llu\n", static_cast<unsigned long long>(s));
     return s;
   }();
@@ -94,7 +93,7 @@ TEST(CudaDenseDecode, HeadsSweep) {
   Group group("heads");
   Rng rng(base_seed() * 31 + 1);
   const std::vector<std::pair<int, int>> heads = {
-      {1, 1}, {3, 1}, {3, 3}, {9, 1}, {9, 3}, {63, 1}, {63, 3}, {64, 1},
+      {1, 1},  {3, 1},  {3, 3},   {9, 1},   {9, 3},   {63, 1},  {63, 3},  {64, 1},
       {64, 2}, {64, 8}, {126, 1}, {126, 2}, {126, 3}, {128, 1}, {128, 2}, {128, 8}};
   const int batches[] = {1, 2, 6, 64};
   const int s_ks[] = {20, 140, 4096};
@@ -132,7 +131,8 @@ TEST(CudaDenseDecode, PagesAndCausal) {
       c.causal = causal;
       c.s_q = rng.uniform_int(1, 8);
       c.h_q = 16 * rng.uniform_int(1, 8);
-      c.seqlens = {1, 2, 63, 64, 65, 127, 129, 0, 700, static_cast<int32_t>(rng.uniform_int(1, 3000))};
+      c.seqlens = {1,   2,   63, 64,  65,
+                   127, 129, 0,  700, static_cast<int32_t>(rng.uniform_int(1, 3000))};
       run_case(group, c);
     }
   }
@@ -295,9 +295,9 @@ TEST(CudaDenseDecode, UnalignedStrides) {
   CaseViews host;
   host.q = TensorView::strided(q_padded.data(), c.dtype, {b, c.s_q, c.h_q, c.d},
                                {c.s_q * c.h_q * pitch, c.h_q * pitch, pitch, 1});
-  host.kv = TensorView::strided(kv_padded.data(), c.dtype,
-                                {kv.num_blocks, kv.page_block_size, 1, c.d},
-                                {kv.page_block_size * pitch, pitch, pitch, 1});
+  host.kv =
+      TensorView::strided(kv_padded.data(), c.dtype, {kv.num_blocks, kv.page_block_size, 1, c.d},
+                          {kv.page_block_size * pitch, pitch, pitch, 1});
   host.block_table = in.kv.block_table_view();
   host.seqlens = in.kv.seqlens_view();
   ++group.cases;
@@ -319,8 +319,7 @@ TEST(CudaDenseDecode, InvalidBlockIdGivesNaN) {
   c.h_q = 16;
   for (int workers : {0, 5}) {
     DenseInputs in = fast_dense_inputs(c);
-    CaseViews host{in.q.view(), in.kv.cache.view(), in.kv.block_table_view(),
-                   in.kv.seqlens_view()};
+    CaseViews host{in.q.view(), in.kv.cache.view(), in.kv.block_table_view(), in.kv.seqlens_view()};
     const Outputs cpu = run_decode(c, host, 0);
     in.kv.block_table[1] = in.kv.cache.num_blocks + 1000;  // sequence 0, page 1
     DeviceCase dev = upload_case(host, in.q.bits.size(), in.kv.cache.halves.size());
@@ -364,14 +363,17 @@ TEST(CudaFP8Cache, QuantizeDequantizeMatchCpu) {
   std::vector<uint8_t> cpu_q(static_cast<size_t>(num_blocks * dst_block), 0xAB);
   quantize_kv_cache_fp8(src_view(src.data(), Device::cpu()), dst_view(cpu_q.data(), Device::cpu()));
   std::vector<uint16_t> cpu_dq(src.size(), 0x1234);
-  dequantize_kv_cache_fp8(dst_view(cpu_q.data(), Device::cpu()), src_view(cpu_dq.data(), Device::cpu()));
+  dequantize_kv_cache_fp8(dst_view(cpu_q.data(), Device::cpu()),
+                          src_view(cpu_dq.data(), Device::cpu()));
 
   DeviceBuffer d_src(src.size() * 2), d_q(cpu_q.size()), d_dq(src.size() * 2);
   d_src.upload(src.data(), src.size() * 2);
   std::vector<uint8_t> fill(cpu_q.size(), 0xAB);
   d_q.upload(fill.data(), fill.size());
-  quantize_kv_cache_fp8(src_view(d_src.get(), Device::cuda(0)), dst_view(d_q.get(), Device::cuda(0)));
-  dequantize_kv_cache_fp8(dst_view(d_q.get(), Device::cuda(0)), src_view(d_dq.get(), Device::cuda(0)));
+  quantize_kv_cache_fp8(src_view(d_src.get(), Device::cuda(0)),
+                        dst_view(d_q.get(), Device::cuda(0)));
+  dequantize_kv_cache_fp8(dst_view(d_q.get(), Device::cuda(0)),
+                          src_view(d_dq.get(), Device::cuda(0)));
   cuda_ok(cudaDeviceSynchronize(), "fp8 conversions");
   std::vector<uint8_t> gpu_q(cpu_q.size());
   std::vector<uint16_t> gpu_dq(src.size());
@@ -380,10 +382,10 @@ TEST(CudaFP8Cache, QuantizeDequantizeMatchCpu) {
   int64_t q_diff = 0, dq_diff = 0;
   for (size_t i = 0; i < cpu_q.size(); ++i) q_diff += cpu_q[i] != gpu_q[i];
   for (size_t i = 0; i < cpu_dq.size(); ++i) dq_diff += cpu_dq[i] != gpu_dq[i];
-  std::printf("[ summary ] fp8        quantize: %lld of %zu bytes differ; dequantize: %lld of %zu "
-              "values differ\n",
-              static_cast<long long>(q_diff), cpu_q.size(), static_cast<long long>(dq_diff),
-              cpu_dq.size());
+  std::printf(
+      "[ summary ] fp8        quantize: %lld of %zu bytes differ; dequantize: %lld of %zu "
+      "values differ\n",
+      static_cast<long long>(q_diff), cpu_q.size(), static_cast<long long>(dq_diff), cpu_dq.size());
   EXPECT_EQ(q_diff, 0);
   EXPECT_EQ(dq_diff, 0);
 }

@@ -1,9 +1,9 @@
 #include "gpu_harness.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <numeric>
-#include <cmath>
 #include <sstream>
 #include <stdexcept>
 
@@ -114,7 +114,8 @@ DenseInputs fast_dense_inputs(const DenseCase& c) {
       if (j < seq_pages) {
         entry = pages[next_page++];
       } else {
-        entry = rng.coin() ? -rng.uniform_int(1, 1 << 20) : num_blocks + rng.uniform_int(0, 1 << 20);
+        entry =
+            rng.coin() ? -rng.uniform_int(1, 1 << 20) : num_blocks + rng.uniform_int(0, 1 << 20);
       }
     }
     for (int t = 0; t < c.seqlens[i]; ++t) {
@@ -122,13 +123,13 @@ DenseInputs fast_dense_inputs(const DenseCase& c) {
       uint64_t st = mix(row_seed ^ static_cast<uint64_t>(row) * 0x2545f4914f6cdd1dull);
       const int64_t blk = row / page, off = row % page;
       for (int h = 0; h < c.h_kv; ++h) {
-        uint16_t* stored = kv.halves.data() + blk * kv.block_stride + off * kv.row_stride +
-                           h * kv.head_stride;
+        uint16_t* stored =
+            kv.halves.data() + blk * kv.block_stride + off * kv.row_stride + h * kv.head_stride;
         float* value = kv.values.data() + (row * c.h_kv + h) * c.d;
         for (int e = 0; e < c.d; ++e) {
           stored[e] = round_half(c.dtype, activation(st));
           value[e] = c.dtype == DType::kBF16 ? detail::bf16_to_float(stored[e])
-                                               : detail::fp16_to_float(stored[e]);
+                                             : detail::fp16_to_float(stored[e]);
         }
       }
     }

@@ -3,12 +3,11 @@
 #pragma once
 
 #include <cuda_runtime.h>
+#include <gtest/gtest.h>
 
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "common/dense_case.h"
 #include "flashmla/decode.h"
@@ -16,9 +15,9 @@
 namespace flashmla::test {
 
 // Skips the calling test when there is no usable GPU (CI machines have none).
-#define FLASHMLA_REQUIRE_GPU()                                           \
-  do {                                                                   \
-    if (!::flashmla::cuda_available()) GTEST_SKIP() << "no sm_90 GPU";   \
+#define FLASHMLA_REQUIRE_GPU()                                         \
+  do {                                                                 \
+    if (!::flashmla::cuda_available()) GTEST_SKIP() << "no sm_90 GPU"; \
   } while (0)
 
 void cuda_ok(cudaError_t err, const char* what);  // throws std::runtime_error on failure

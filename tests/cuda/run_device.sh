@@ -3,7 +3,7 @@
 # compute-sanitizer (memcheck, racecheck) on the small cases, and time the anchor cases.
 # Full logs go to $OUT (at most 8 files come back); a short digest is printed last.
 #
-#   [FLASHMLA_PLAN_FIX=1] bash tests/cuda/run_device.sh [quick]   # quick: skip the sanitizers
+#   bash tests/cuda/run_device.sh [quick]     # quick: skip the sanitizers
 #
 # GoogleTest: the package if installed, else the sources in .deps/googletest (carry .deps).
 set -uo pipefail
@@ -18,16 +18,6 @@ mode=${1:-full}
   echo "cores: $(nproc)"; cmake --version | head -1; nvcc --version | tail -1
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
-
-# Proposed planner fix (src/common/split_plan.h is not ours): give every worker one fixed cost of
-# slack, so the extra pieces that splitting creates do not pile the remainder onto the last
-# worker. Applied to this device copy only, when FLASHMLA_PLAN_FIX=1 and the line is unchanged.
-if [[ ${FLASHMLA_PLAN_FIX:-0} == 1 ]] &&
-   grep -q 'per_worker = (total + num_workers - 1) / num_workers;' src/common/split_plan.h; then
-  sed -i 's|per_worker = (total + num_workers - 1) / num_workers;|per_worker = (total + num_workers - 1) / num_workers + fixed_cost;|' \
-    src/common/split_plan.h
-  echo "=== applied the planner fix to this copy"
-fi
 
 t0=$SECONDS
 cmake -S . -B build-gpu -G Ninja -DFLASHMLA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a \

@@ -1,19 +1,13 @@
 #!/usr/bin/env bash
 # One call on the GPU machine for performance work: build, time the anchor cases, and profile one
 # memory-bound and one compute-bound decode kernel with Nsight Compute. Logs go to $OUT.
-#   [FLASHMLA_PLAN_FIX=1] bash tests/cuda/run_device_perf.sh   (see run_device.sh)
+#   bash tests/cuda/run_device_perf.sh     (carry .deps, as for run_device.sh)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/flashmla-device-out}
 mkdir -p "$OUT"
 export PATH=/usr/local/cuda/bin:$PATH
 
-if [[ ${FLASHMLA_PLAN_FIX:-0} == 1 ]] &&
-   grep -q 'per_worker = (total + num_workers - 1) / num_workers;' src/common/split_plan.h; then
-  sed -i 's|per_worker = (total + num_workers - 1) / num_workers;|per_worker = (total + num_workers - 1) / num_workers + fixed_cost;|' \
-    src/common/split_plan.h
-  echo "=== applied the planner fix to this copy"
-fi
 t0=$SECONDS
 cmake -S . -B build-gpu -G Ninja -DFLASHMLA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a \
   -DFLASHMLA_NATIVE=ON -DFLASHMLA_WERROR=OFF -DFLASHMLA_BUILD_CLI=OFF -DFLASHMLA_BUILD_TESTS=ON \

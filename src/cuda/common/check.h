@@ -22,20 +22,20 @@ namespace flashmla::detail::cuda {
 }  // namespace flashmla::detail::cuda
 
 // Checks a cudaError_t-returning call.
-#define FLASHMLA_CUDA_CHECK(call)                                                          \
-  do {                                                                                     \
-    const cudaError_t flashmla_err_ = (call);                                              \
-    if (flashmla_err_ != cudaSuccess) {                                                    \
+#define FLASHMLA_CUDA_CHECK(call)                                                           \
+  do {                                                                                      \
+    const cudaError_t flashmla_err_ = (call);                                               \
+    if (flashmla_err_ != cudaSuccess) {                                                     \
       ::flashmla::detail::cuda::throw_cuda_error(flashmla_err_, #call, __FILE__, __LINE__); \
-    }                                                                                      \
+    }                                                                                       \
   } while (0)
 
 // Checks the launch that was just made (configuration errors, not asynchronous faults).
-#define FLASHMLA_CUDA_CHECK_LAUNCH(name)                                                   \
-  do {                                                                                     \
-    const cudaError_t flashmla_err_ = cudaGetLastError();                                  \
-    if (flashmla_err_ != cudaSuccess) {                                                    \
+#define FLASHMLA_CUDA_CHECK_LAUNCH(name)                                                     \
+  do {                                                                                       \
+    const cudaError_t flashmla_err_ = cudaGetLastError();                                    \
+    if (flashmla_err_ != cudaSuccess) {                                                      \
       ::flashmla::detail::cuda::throw_cuda_error(flashmla_err_, "launch of " name, __FILE__, \
-                                                 __LINE__);                                \
-    }                                                                                      \
+                                                 __LINE__);                                  \
+    }                                                                                        \
   } while (0)

@@ -18,8 +18,8 @@ __global__ void plan_splits_kernel(const int32_t* cache_seqlens, int batch_size,
                                    int num_workers, int fixed_cost, int32_t* worker_schedule,
                                    int32_t* split_offsets) {
   // O(batch + workers) serial work: a few microseconds, once per decoding step.
-  detail::plan_splits(cache_seqlens, batch_size, block_n, num_workers, fixed_cost,
-                      worker_schedule, split_offsets);
+  detail::plan_splits(cache_seqlens, batch_size, block_n, num_workers, fixed_cost, worker_schedule,
+                      split_offsets);
 }
 
 }  // namespace

@@ -22,11 +22,9 @@ namespace sm90 {
 template <typename Elem, int kD>
 void launch_dense_decode_for_rows(const DenseDecodeArgs& a, int tile_rows, cudaStream_t stream);
 template <>
-void launch_dense_decode_for_rows<__nv_bfloat16, 576>(const DenseDecodeArgs&, int,
-                                                      cudaStream_t);
+void launch_dense_decode_for_rows<__nv_bfloat16, 576>(const DenseDecodeArgs&, int, cudaStream_t);
 template <>
-void launch_dense_decode_for_rows<__nv_bfloat16, 512>(const DenseDecodeArgs&, int,
-                                                      cudaStream_t);
+void launch_dense_decode_for_rows<__nv_bfloat16, 512>(const DenseDecodeArgs&, int, cudaStream_t);
 template <>
 void launch_dense_decode_for_rows<__half, 576>(const DenseDecodeArgs&, int, cudaStream_t);
 template <>

@@ -87,7 +87,7 @@ struct DecodeConfig {
   static constexpr int kOffQ = 0;
   static constexpr int kOffKV = kOffQ + kQBytes;
   static constexpr int kOffP = kOffKV + kStages * kKVBytes;
-  static constexpr int kOffRed = kOffP + kPBytes;               // float [kSWarpsN][kRows]
+  static constexpr int kOffRed = kOffP + kPBytes;                 // float [kSWarpsN][kRows]
   static constexpr int kOffRow = kOffRed + kSWarpsN * kRows * 4;  // float [kRows]
   static constexpr int kSmemBytes = kOffRow + kRows * 4;
   static_assert(kSmemBytes <= 227 * 1024, "exceeds the 227 KB a Hopper CTA may use");
@@ -241,8 +241,8 @@ __device__ __forceinline__ void load_kv_tile(uint8_t* smem, uint32_t stage_offse
 // Processes one piece (a token range of one sequence) for this CTA's KV head and row tile.
 template <class Cfg>
 __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArgs& a, int seq,
-                                             int kv_head, int row0, int token_begin,
-                                             int token_end, int split_index, bool write_final) {
+                                             int kv_head, int row0, int token_begin, int token_end,
+                                             int split_index, bool write_final) {
   using Elem = typename Cfg::Elem;
   const DenseDecodeParams& p = a.p;
   const int tid = threadIdx.x;
@@ -253,7 +253,8 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
 
   const int seq_len = max(p.cache_seqlens[seq], 0);
   const int32_t* block_row = p.block_table + static_cast<int64_t>(seq) * p.block_table_batch_stride;
-  const int num_tiles = token_end > token_begin ? (token_end - token_begin + Cfg::kTileN - 1) / Cfg::kTileN : 0;
+  const int num_tiles =
+      token_end > token_begin ? (token_end - token_begin + Cfg::kTileN - 1) / Cfg::kTileN : 0;
 
   float* red = reinterpret_cast<float*>(smem + Cfg::kOffRed);      // [kSWarpsN][kRows]
   float* row_val = reinterpret_cast<float*>(smem + Cfg::kOffRow);  // [kRows]
@@ -268,8 +269,7 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
     if (s < num_tiles) {
       const int start = token_begin + s * Cfg::kTileN;
       load_kv_tile<Cfg>(smem, Cfg::kOffKV + s * Cfg::kKVBytes, a,
-                        fetch_row_blocks<Cfg>(p, block_row, start, token_end), kv_head, start,
-                        bad);
+                        fetch_row_blocks<Cfg>(p, block_row, start, token_end), kv_head, start, bad);
     }
     ptx::cp_async_commit();  // empty groups keep the wait counts uniform
   }
@@ -317,7 +317,8 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
   const int q_row = wm * 16 + (lane & 15);
   const uint32_t q_lane = smem_base + Cfg::kOffQ + (q_row << 7);
   const int q_x = (lane >> 4) ^ (lane & 7);
-  const int k_row = wn * Cfg::kSNTiles * 8 + (lane & 7) + (Cfg::kSNTiles >= 2 ? ((lane >> 4) << 3) : 0);
+  const int k_row =
+      wn * Cfg::kSNTiles * 8 + (lane & 7) + (Cfg::kSNTiles >= 2 ? ((lane >> 4) << 3) : 0);
   const int k_x = ((lane >> 3) & 1) ^ (lane & 7);
   const int v_row = (lane & 7) + (((lane >> 3) & 1) << 3);
   const int v_x = (lane >> 4) ^ (lane & 7);
@@ -338,8 +339,8 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
     auto refill = [&] {
       if (tile + Cfg::kStages - 1 < num_tiles) {
         const int start = tile_start + (Cfg::kStages - 1) * Cfg::kTileN;
-        load_kv_tile<Cfg>(smem, Cfg::kOffKV + write_stage * Cfg::kKVBytes, a, next_blocks,
-                          kv_head, start, bad);
+        load_kv_tile<Cfg>(smem, Cfg::kOffKV + write_stage * Cfg::kKVBytes, a, next_blocks, kv_head,
+                          start, bad);
         if (tile + Cfg::kStages < num_tiles) {
           next_blocks = fetch_row_blocks<Cfg>(p, block_row, start + Cfg::kTileN, token_end);
         }
@@ -385,54 +386,54 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
     if (s_warp) {
       // ---- S = Q K^T for this warp's 16 x (kSNTiles*8) block.
       if constexpr (!Cfg::kWgmma) {
-      // With one 8-token column block per warp, the d/16 MMAs would form one dependent chain;
-      // kSAcc independent accumulators (summed afterwards) keep several in flight.
-      constexpr int kSAcc = Cfg::kSNTiles == 1 ? 4 : 1;
-      float part[kSAcc][Cfg::kSNTiles][4];
+        // With one 8-token column block per warp, the d/16 MMAs would form one dependent chain;
+        // kSAcc independent accumulators (summed afterwards) keep several in flight.
+        constexpr int kSAcc = Cfg::kSNTiles == 1 ? 4 : 1;
+        float part[kSAcc][Cfg::kSNTiles][4];
 #pragma unroll
-      for (int c = 0; c < kSAcc; ++c)
+        for (int c = 0; c < kSAcc; ++c)
+#pragma unroll
+          for (int nt = 0; nt < Cfg::kSNTiles; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) part[c][nt][e] = 0.f;
+        const uint32_t k_lane = kv_stage + (k_row << 7);
+#pragma unroll
+        for (int kk = 0; kk < Cfg::kD / 16; ++kk) {
+          auto& acc = part[kk % kSAcc];
+          const int blk = kk >> 2;
+          const int j2 = (kk & 3) << 1;
+          uint32_t qa[4];
+          if constexpr (Cfg::kQInRegs) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) qa[i] = qf[kk][i];
+          } else {
+            ptx::ldmatrix_x4(q_lane + blk * (Cfg::kRows << 7) + ((j2 ^ q_x) << 4), qa[0], qa[1],
+                             qa[2], qa[3]);
+          }
+          const uint32_t k_addr = k_lane + blk * (Cfg::kTileN << 7) + ((j2 ^ k_x) << 4);
+          if constexpr (Cfg::kSNTiles == 1) {
+            uint32_t b0, b1;
+            ptx::ldmatrix_x2(k_addr, b0, b1);
+            ptx::mma_16816<Elem>(acc[0], qa, b0, b1);
+          } else {
+#pragma unroll
+            for (int nt = 0; nt < Cfg::kSNTiles; nt += 2) {
+              uint32_t b0, b1, b2, b3;
+              ptx::ldmatrix_x4(k_addr + ((nt * 8) << 7), b0, b1, b2, b3);
+              ptx::mma_16816<Elem>(acc[nt], qa, b0, b1);
+              ptx::mma_16816<Elem>(acc[nt + 1], qa, b2, b3);
+            }
+          }
+        }
 #pragma unroll
         for (int nt = 0; nt < Cfg::kSNTiles; ++nt)
 #pragma unroll
-          for (int e = 0; e < 4; ++e) part[c][nt][e] = 0.f;
-      const uint32_t k_lane = kv_stage + (k_row << 7);
+          for (int e = 0; e < 4; ++e) {
+            float v = part[0][nt][e];
 #pragma unroll
-      for (int kk = 0; kk < Cfg::kD / 16; ++kk) {
-        auto& acc = part[kk % kSAcc];
-        const int blk = kk >> 2;
-        const int j2 = (kk & 3) << 1;
-        uint32_t qa[4];
-        if constexpr (Cfg::kQInRegs) {
-#pragma unroll
-          for (int i = 0; i < 4; ++i) qa[i] = qf[kk][i];
-        } else {
-          ptx::ldmatrix_x4(q_lane + blk * (Cfg::kRows << 7) + ((j2 ^ q_x) << 4), qa[0], qa[1],
-                           qa[2], qa[3]);
-        }
-        const uint32_t k_addr = k_lane + blk * (Cfg::kTileN << 7) + ((j2 ^ k_x) << 4);
-        if constexpr (Cfg::kSNTiles == 1) {
-          uint32_t b0, b1;
-          ptx::ldmatrix_x2(k_addr, b0, b1);
-          ptx::mma_16816<Elem>(acc[0], qa, b0, b1);
-        } else {
-#pragma unroll
-          for (int nt = 0; nt < Cfg::kSNTiles; nt += 2) {
-            uint32_t b0, b1, b2, b3;
-            ptx::ldmatrix_x4(k_addr + ((nt * 8) << 7), b0, b1, b2, b3);
-            ptx::mma_16816<Elem>(acc[nt], qa, b0, b1);
-            ptx::mma_16816<Elem>(acc[nt + 1], qa, b2, b3);
+            for (int c = 1; c < kSAcc; ++c) v += part[c][nt][e];
+            sc[nt][e] = v;
           }
-        }
-      }
-#pragma unroll
-      for (int nt = 0; nt < Cfg::kSNTiles; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          float v = part[0][nt][e];
-#pragma unroll
-          for (int c = 1; c < kSAcc; ++c) v += part[c][nt][e];
-          sc[nt][e] = v;
-        }
       }  // !kWgmma
       // ---- Scale to the log2 domain, mask, and take this warp's row maxima.
       float mx0 = -INFINITY, mx1 = -INFINITY;
@@ -487,10 +488,10 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
         const int col = wn * Cfg::kSNTiles * 8 + nt * 8 + 2 * t4;
         const int chunk = col >> 3;
         const uint32_t in_chunk = (col & 7) * 2;
-        *reinterpret_cast<uint32_t*>(sp + p_chunk_offset<Cfg::kPRowBytes>(srow0, chunk) + in_chunk) =
-            ptx::pack2<Elem>(p0, p1);
-        *reinterpret_cast<uint32_t*>(sp + p_chunk_offset<Cfg::kPRowBytes>(srow1, chunk) + in_chunk) =
-            ptx::pack2<Elem>(p2, p3);
+        *reinterpret_cast<uint32_t*>(sp + p_chunk_offset<Cfg::kPRowBytes>(srow0, chunk) +
+                                     in_chunk) = ptx::pack2<Elem>(p0, p1);
+        *reinterpret_cast<uint32_t*>(sp + p_chunk_offset<Cfg::kPRowBytes>(srow1, chunk) +
+                                     in_chunk) = ptx::pack2<Elem>(p2, p3);
       }
       l0 = l0 * alpha0 + sum0;
       l1 = l1 * alpha1 + sum1;
@@ -503,26 +504,25 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
     __syncthreads();  // P and the rescale factors are visible
 
     if constexpr (Cfg::kWgmma) {
-     {  // both warpgroups, whatever dv: a branch around wgmma makes ptxas serialize them
-      // ---- O = O * alpha + P V over this warpgroup's 256 value columns: 4 wgmmas (16 tokens
-      // each), P K-major from sP, V N-major straight from the KV tile (column blocks 4*wn ..).
-      float* acc = &o[0][0][0];
+      {  // both warpgroups, whatever dv: a branch around wgmma makes ptxas serialize them
+        // ---- O = O * alpha + P V over this warpgroup's 256 value columns: 4 wgmmas (16 tokens
+        // each), P K-major from sP, V N-major straight from the KV tile (column blocks 4*wn ..).
+        float* acc = &o[0][0][0];
 #pragma unroll
-      for (int i = 0; i < 128; ++i) acc[i] *= (i & 2) ? alpha1 : alpha0;
-      wgmma::fence();
-      const uint32_t p_tile = smem_base + Cfg::kOffP;
-      const uint32_t v_tile = kv_stage + wn * 4 * (Cfg::kTileN << 7);
+        for (int i = 0; i < 128; ++i) acc[i] *= (i & 2) ? alpha1 : alpha0;
+        wgmma::fence();
+        const uint32_t p_tile = smem_base + Cfg::kOffP;
+        const uint32_t v_tile = kv_stage + wn * 4 * (Cfg::kTileN << 7);
 #pragma unroll
-      for (int kk = 0; kk < Cfg::kTileN / 16; ++kk) {
-        const uint64_t da = wgmma::make_desc(p_tile + kk * 32, 16, 1024);
-        // N-major V: 64-column blocks kTileN * 128 bytes apart, 8-token groups 1024 bytes.
-        const uint64_t db =
-            wgmma::make_desc(v_tile + kk * 16 * 128, Cfg::kTileN * 128, 1024);
-        wgmma::Ops<Elem>::template m64n256<1>(reinterpret_cast<float(&)[128]>(o), da, db);
+        for (int kk = 0; kk < Cfg::kTileN / 16; ++kk) {
+          const uint64_t da = wgmma::make_desc(p_tile + kk * 32, 16, 1024);
+          // N-major V: 64-column blocks kTileN * 128 bytes apart, 8-token groups 1024 bytes.
+          const uint64_t db = wgmma::make_desc(v_tile + kk * 16 * 128, Cfg::kTileN * 128, 1024);
+          wgmma::Ops<Elem>::template m64n256<1>(reinterpret_cast<float(&)[128]>(o), da, db);
+        }
+        wgmma::commit();
+        wgmma::wait<0>();
       }
-      wgmma::commit();
-      wgmma::wait<0>();
-     }
     } else if (pv_warp) {
       // ---- O = O * alpha + P V over this warp's 64 value columns (column block `warp`).
 #pragma unroll
@@ -656,46 +656,46 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
     }
   } else {
 #pragma unroll
-  for (int mt = 0; mt < Cfg::kMTiles; ++mt) {
+    for (int mt = 0; mt < Cfg::kMTiles; ++mt) {
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = mt * 16 + g + half * 8;
-      const int gr = row0 + r;
-      if (gr >= a.rows) continue;
-      const float inv = row_val[r];
-      const int s = gr / p.q_per_kv;
-      const int h = kv_head * p.q_per_kv + (gr - s * p.q_per_kv);
-      if (write_final) {
-        Elem* out = static_cast<Elem*>(p.out) + seq * p.out_batch_stride + s * p.out_seq_stride +
-                    h * p.out_head_stride;
+      for (int half = 0; half < 2; ++half) {
+        const int r = mt * 16 + g + half * 8;
+        const int gr = row0 + r;
+        if (gr >= a.rows) continue;
+        const float inv = row_val[r];
+        const int s = gr / p.q_per_kv;
+        const int h = kv_head * p.q_per_kv + (gr - s * p.q_per_kv);
+        if (write_final) {
+          Elem* out = static_cast<Elem*>(p.out) + seq * p.out_batch_stride + s * p.out_seq_stride +
+                      h * p.out_head_stride;
 #pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
-          const int col = warp * 64 + nt * 8 + 2 * t4;
-          const float x0 = o[mt][nt][2 * half] * inv, x1 = o[mt][nt][2 * half + 1] * inv;
-          if (col + 1 < p.dv && (reinterpret_cast<uintptr_t>(out + col) & 3) == 0) {
-            *reinterpret_cast<uint32_t*>(out + col) = ptx::pack2<Elem>(x0, x1);
-          } else {
-            if (col < p.dv) out[col] = ptx::from_float<Elem>(x0);
-            if (col + 1 < p.dv) out[col + 1] = ptx::from_float<Elem>(x1);
+          for (int nt = 0; nt < 8; ++nt) {
+            const int col = warp * 64 + nt * 8 + 2 * t4;
+            const float x0 = o[mt][nt][2 * half] * inv, x1 = o[mt][nt][2 * half + 1] * inv;
+            if (col + 1 < p.dv && (reinterpret_cast<uintptr_t>(out + col) & 3) == 0) {
+              *reinterpret_cast<uint32_t*>(out + col) = ptx::pack2<Elem>(x0, x1);
+            } else {
+              if (col < p.dv) out[col] = ptx::from_float<Elem>(x0);
+              if (col + 1 < p.dv) out[col + 1] = ptx::from_float<Elem>(x1);
+            }
           }
-        }
-      } else {
-        float* out = p.schedule.partial_out +
-                     ((static_cast<int64_t>(split_index) * p.s_q + s) * p.h_q + h) * p.dv;
+        } else {
+          float* out = p.schedule.partial_out +
+                       ((static_cast<int64_t>(split_index) * p.s_q + s) * p.h_q + h) * p.dv;
 #pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
-          const int col = warp * 64 + nt * 8 + 2 * t4;
-          const float x0 = o[mt][nt][2 * half] * inv, x1 = o[mt][nt][2 * half + 1] * inv;
-          if (col + 1 < p.dv && (p.dv & 1) == 0) {
-            *reinterpret_cast<float2*>(out + col) = make_float2(x0, x1);
-          } else {
-            if (col < p.dv) out[col] = x0;
-            if (col + 1 < p.dv) out[col + 1] = x1;
+          for (int nt = 0; nt < 8; ++nt) {
+            const int col = warp * 64 + nt * 8 + 2 * t4;
+            const float x0 = o[mt][nt][2 * half] * inv, x1 = o[mt][nt][2 * half + 1] * inv;
+            if (col + 1 < p.dv && (p.dv & 1) == 0) {
+              *reinterpret_cast<float2*>(out + col) = make_float2(x0, x1);
+            } else {
+              if (col < p.dv) out[col] = x0;
+              if (col + 1 < p.dv) out[col + 1] = x1;
+            }
           }
         }
       }
     }
-  }
   }  // mma.sync layout
 }
 

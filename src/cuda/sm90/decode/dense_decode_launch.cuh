@@ -14,11 +14,11 @@ template <class Cfg>
 void launch_dense_decode(const DenseDecodeArgs& a, cudaStream_t stream) {
   const auto kernel = dense_decode_kernel<Cfg>;
   set_max_dynamic_smem(reinterpret_cast<const void*>(kernel), Cfg::kSmemBytes);
-  const long long grid =
-      static_cast<long long>(a.p.schedule.num_workers) * a.p.h_kv * a.row_tiles;
+  const long long grid = static_cast<long long>(a.p.schedule.num_workers) * a.p.h_kv * a.row_tiles;
   if (grid < 1 || grid > 0x7fffffffLL) {
-    throw Error(ErrorKind::kNotSupported, "", "dense decode grid of " + std::to_string(grid) +
-                                                  " CTAs is outside what one launch can take");
+    throw Error(ErrorKind::kNotSupported, "",
+                "dense decode grid of " + std::to_string(grid) +
+                    " CTAs is outside what one launch can take");
   }
   kernel<<<static_cast<unsigned>(grid), Cfg::kThreads, Cfg::kSmemBytes, stream>>>(a);
   FLASHMLA_CUDA_CHECK_LAUNCH("dense_decode_kernel");
@@ -42,17 +42,17 @@ using DecodeConfig64 = DecodeConfig<Elem, kD, 64, 64, 2, /*kWgmma=*/true>;
 template <typename Elem, int kD>
 void launch_dense_decode_for_rows(const DenseDecodeArgs& a, int tile_rows, cudaStream_t stream);
 
-#define FLASHMLA_DEFINE_DENSE_DECODE_LAUNCH(ELEM, D)                                          \
-  template <>                                                                                \
-  void launch_dense_decode_for_rows<ELEM, D>(const DenseDecodeArgs& a, int tile_rows,       \
-                                             cudaStream_t stream) {                          \
-    if (tile_rows == 16) {                                                                   \
-      launch_dense_decode<DecodeConfig16<ELEM, D>>(a, stream);                               \
-    } else if (tile_rows == 32) {                                                            \
-      launch_dense_decode<DecodeConfig32<ELEM, D>>(a, stream);                               \
-    } else {                                                                                 \
-      launch_dense_decode<DecodeConfig64<ELEM, D>>(a, stream);                               \
-    }                                                                                        \
+#define FLASHMLA_DEFINE_DENSE_DECODE_LAUNCH(ELEM, D)                                  \
+  template <>                                                                         \
+  void launch_dense_decode_for_rows<ELEM, D>(const DenseDecodeArgs& a, int tile_rows, \
+                                             cudaStream_t stream) {                   \
+    if (tile_rows == 16) {                                                            \
+      launch_dense_decode<DecodeConfig16<ELEM, D>>(a, stream);                        \
+    } else if (tile_rows == 32) {                                                     \
+      launch_dense_decode<DecodeConfig32<ELEM, D>>(a, stream);                        \
+    } else {                                                                          \
+      launch_dense_decode<DecodeConfig64<ELEM, D>>(a, stream);                        \
+    }                                                                                 \
   }
 
 }  // namespace flashmla::detail::cuda::sm90

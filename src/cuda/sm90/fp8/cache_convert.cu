@@ -56,10 +56,10 @@ __global__ void __launch_bounds__(kWarpsPerCTA * 32)
   if (row >= num_rows) return;
   const int lane = threadIdx.x & 31;
   const int64_t block = row / p.page_block_size, token = row % p.page_block_size;
-  const uint16_t* src = static_cast<const uint16_t*>(p.src) + block * p.src_block_stride +
-                        token * p.src_row_stride;
-  uint8_t* dst = static_cast<uint8_t*>(p.dst) + block * p.dst_block_stride +
-                 token * p.dst_row_stride;
+  const uint16_t* src =
+      static_cast<const uint16_t*>(p.src) + block * p.src_block_stride + token * p.src_row_stride;
+  uint8_t* dst =
+      static_cast<uint8_t*>(p.dst) + block * p.dst_block_stride + token * p.dst_row_stride;
 
   for (int g = 0; g < kGroups; ++g) {
     float v[4];
@@ -77,7 +77,8 @@ __global__ void __launch_bounds__(kWarpsPerCTA * 32)
     if (lane == 0) {
       const uint32_t bits = __float_as_uint(scale);
 #pragma unroll
-      for (int b = 0; b < 4; ++b) dst[kScaleOffset + g * 4 + b] = static_cast<uint8_t>(bits >> (8 * b));
+      for (int b = 0; b < 4; ++b)
+        dst[kScaleOffset + g * 4 + b] = static_cast<uint8_t>(bits >> (8 * b));
     }
   }
   // RoPE: 64 bf16 values copied as bytes (the row is only 8-byte aligned in general).
@@ -94,10 +95,10 @@ __global__ void __launch_bounds__(kWarpsPerCTA * 32)
   if (row >= num_rows) return;
   const int lane = threadIdx.x & 31;
   const int64_t block = row / p.page_block_size, token = row % p.page_block_size;
-  const uint8_t* src = static_cast<const uint8_t*>(p.src) + block * p.src_block_stride +
-                       token * p.src_row_stride;
-  uint16_t* dst = static_cast<uint16_t*>(p.dst) + block * p.dst_block_stride +
-                  token * p.dst_row_stride;
+  const uint8_t* src =
+      static_cast<const uint8_t*>(p.src) + block * p.src_block_stride + token * p.src_row_stride;
+  uint16_t* dst =
+      static_cast<uint16_t*>(p.dst) + block * p.dst_block_stride + token * p.dst_row_stride;
   for (int g = 0; g < kGroups; ++g) {
     uint32_t sbits = 0;
 #pragma unroll
