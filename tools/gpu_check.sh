@@ -15,7 +15,7 @@ export PATH=/usr/local/cuda/bin:$PATH PYTHONUNBUFFERED=1
 steps=${*:-all}
 has() { [[ " $steps " == *" $1 "* || " $steps " == *" all "* ]]; }
 
-if has build || has tests || has bench; then
+if has build || has tests || has bench || has sweep; then
   t0=$SECONDS
   cmake -S . -B build-gpu -G Ninja -DFLASHMLA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a \
     -DFLASHMLA_BUILD_TESTS=ON -DFLASHMLA_BUILD_CLI=ON -DFLASHMLA_BUILD_PYTHON=ON \
@@ -41,9 +41,15 @@ if has tests; then
     --gtest_filter='*SanitizerSmall*' > "$OUT/racecheck.log" 2>&1
   echo "=== racecheck rc=$? ($((SECONDS - t0)) s): $(grep -E 'RACECHECK SUMMARY' "$OUT/racecheck.log")"
   t0=$SECONDS
-  PYTHONPATH=build-gpu/python timeout 300 python3 -m pytest tests/python -q -p no:cacheprovider \
-    > "$OUT/pytest.log" 2>&1
-  echo "=== pytest rc=$? ($((SECONDS - t0)) s)"; tail -15 "$OUT/pytest.log"
+  for suite in test_cuda.py "--ignore=tests/python/test_cuda.py"; do
+    t0=$SECONDS
+    [[ $suite == test_cuda.py ]] && target=tests/python/test_cuda.py || target="tests/python $suite"
+    PYTHONPATH=build-gpu/python timeout 300 python3 -X faulthandler -m pytest $target -v -rf \
+      -p no:cacheprovider > "$OUT/pytest_${suite//[^a-z]/}.log" 2>&1
+    echo "=== pytest $suite rc=$? ($((SECONDS - t0)) s)"
+    grep -E "FAILED|Error|passed|failed|Fatal|^tests.*(PASSED|FAILED)" "$OUT/pytest_${suite//[^a-z]/}.log" |
+      grep -v "^ *File" | tail -25
+  done
   PYTHONPATH=build-gpu/python timeout 120 python3 tests/python/bench_overhead.py \
     > "$OUT/overhead.log" 2>&1
   echo "=== overhead rc=$?"; tail -12 "$OUT/overhead.log"
@@ -54,4 +60,12 @@ if has bench; then
   timeout 400 build-gpu/apps/flashmla/flashmla bench --cases .deps/anchors/flashmla-dense-decode-h200.json \
     --device cuda --json "$OUT/bench_dense_anchor.json" > "$OUT/bench.log" 2>&1
   echo "=== bench rc=$? ($((SECONDS - t0)) s)"; tail -32 "$OUT/bench.log"
+fi
+
+if has sweep; then  # split granularity for the small-batch anchor cases (index 16: b=1, 17: b=8)
+  for w in 4 8 16 33 66; do
+    timeout 60 build-gpu/apps/flashmla/flashmla bench --cases .deps/anchors/flashmla-dense-decode-h200.json \
+      --device cuda --case-filter "index=16|17|19" --num-workers $w --no-ceilings 2>&1 |
+      grep -E "^ *(16|17|19) " | sed "s/^/workers=$w /"
+  done
 fi
