@@ -1,7 +1,5 @@
 #include "flashmla/tensor.h"
 
-#include <sstream>
-
 #include "flashmla/error.h"
 
 namespace flashmla {
@@ -84,11 +82,11 @@ bool TensorView::is_contiguous() const {
 }
 
 std::string TensorView::describe() const {
-  std::ostringstream s;
-  s << '[';
-  for (int i = 0; i < ndim; ++i) s << (i ? ", " : "") << shape[i];
-  s << "] " << dtype_name(dtype) << ' ' << device.str();
-  return s.str();
+  // Plain concatenation, no iostreams: an ostream in an extension module loaded beside another
+  // C++ runtime (torch) crashed in the locale machinery on the GPU image (see bench/NOTES.md).
+  std::string s = "[";
+  for (int i = 0; i < ndim; ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "] " + dtype_name(dtype) + ' ' + device.str();
 }
 
 }  // namespace flashmla
