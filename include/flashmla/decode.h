@@ -14,11 +14,11 @@ namespace flashmla {
 
 // Everything a split-KV schedule depends on, apart from the values of cache_seqlens.
 struct DecodeShape {
-  int batch_size = 0;       // b
-  int s_q = 1;              // new (query) tokens per sequence
-  int h_q = 0;              // query heads
-  int h_kv = 1;             // KV heads; divides h_q
-  int page_block_size = 64; // tokens per KV page
+  int batch_size = 0;        // b
+  int s_q = 1;               // new (query) tokens per sequence
+  int h_q = 0;               // query heads
+  int h_kv = 1;              // KV heads; divides h_q
+  int page_block_size = 64;  // tokens per KV page
 };
 
 namespace detail {
@@ -28,7 +28,8 @@ struct PlanState;
 // Scheduling metadata for one decoding step (FlashMLA's `tile_scheduler_metadata` and
 // `num_splits`, plus the split workspace). Construct it once per shape (this allocates, on
 // the plan's device), call update() once per step with that step's cache_seqlens, then pass
-// it to every layer's decode call: per-layer calls neither allocate nor synchronize.
+// it to every layer's decode call: per-layer calls neither allocate nor synchronize. The split
+// workspace belongs to the plan: calls that may run concurrently need plans of their own.
 // `num_workers` overrides the backend's parallelism (0: the backend's choice; on CUDA one worker
 // is one CTA per KV head and query-row tile), for tuning and tests.
 class DecodePlan {
@@ -77,16 +78,16 @@ void mla_decode(const DenseDecodeArgs& args, const DecodePlan& plan, void* strea
 // Token-sparse decode (MLA.md section 4). No block table: indices address cache rows as
 // page_id * page_block_size + offset; -1 marks an unused slot.
 struct SparseDecodeArgs {
-  TensorView q;                     // [b, s_q, h_q, d] bf16
-  TensorView kv_cache;              // as in DenseDecodeArgs, h_kv = 1
-  TensorView indices;               // [b, s_q, topk] int32
-  OptionalTensor topk_length;       // [b] int32: only the first topk_length[i] indices count
-  OptionalTensor attn_sink;         // [h_q] fp32
-  OptionalTensor extra_kv_cache;    // a second cache attended in the same softmax
-  OptionalTensor extra_indices;     // [b, s_q, extra_topk] int32 into extra_kv_cache
-  OptionalTensor extra_topk_length; // [b] int32
-  TensorView out;                   // [b, s_q, h_q, dv] dtype of q (written)
-  TensorView lse;                   // [b, h_q, s_q] fp32 (written)
+  TensorView q;                      // [b, s_q, h_q, d] bf16
+  TensorView kv_cache;               // as in DenseDecodeArgs, h_kv = 1
+  TensorView indices;                // [b, s_q, topk] int32
+  OptionalTensor topk_length;        // [b] int32: only the first topk_length[i] indices count
+  OptionalTensor attn_sink;          // [h_q] fp32
+  OptionalTensor extra_kv_cache;     // a second cache attended in the same softmax
+  OptionalTensor extra_indices;      // [b, s_q, extra_topk] int32 into extra_kv_cache
+  OptionalTensor extra_topk_length;  // [b] int32
+  TensorView out;                    // [b, s_q, h_q, dv] dtype of q (written)
+  TensorView lse;                    // [b, h_q, s_q] fp32 (written)
   int head_dim_v = 512;
   float softmax_scale = 0;  // 0 means 1/sqrt(d)
 };

@@ -1,13 +1,14 @@
 // The decode entry points: validate every argument once, fill the params struct, dispatch by
 // device. Values that live in device memory (cache_seqlens, block ids, indices) are checked here
 // only for CPU tensors; the CUDA kernels never dereference an out-of-range id.
+#include "flashmla/decode.h"
+
 #include <cmath>
 #include <string>
 
 #include "api/backends.h"
 #include "api/validate.h"
 #include "common/plan_state.h"
-#include "flashmla/decode.h"
 
 namespace flashmla {
 
@@ -17,7 +18,9 @@ using detail::TensorCheck;
 
 namespace {
 
-std::string str(int64_t v) { return std::to_string(v); }
+std::string str(int64_t v) {
+  return std::to_string(v);
+}
 
 [[noreturn, maybe_unused]] void no_cuda(const char* argument) {
   throw Error(ErrorKind::kNotSupported, argument,
@@ -58,8 +61,8 @@ detail::KVCacheView check_kv_cache(const TensorView& cache, const char* name, co
   }
   if (h_kv_required > 0) check.dim(2, h_kv_required, "h_kv");
   if (cache.shape[0] < 1 || cache.shape[1] < 1 || cache.shape[2] < 1) {
-    fail_value(name, "needs at least one page, one token per page and one head, got " +
-                         cache.describe());
+    fail_value(name,
+               "needs at least one page, one token per page and one head, got " + cache.describe());
   }
   if (cache.shape[0] > INT32_MAX || cache.shape[0] * cache.shape[1] > INT32_MAX) {
     fail_value(name, "has more than 2^31 token rows, got " + cache.describe());
@@ -171,8 +174,7 @@ const int32_t* check_indices(const TensorView& indices, const char* name, const 
         for (int64_t k = 0; k < indices.shape[2]; ++k) {
           if (row[k] < -1 || row[k] >= num_rows) {
             fail_value(name, "entry [" + str(b) + ", " + str(s) + ", " + str(k) + "] = " +
-                                 str(row[k]) + " is neither -1 nor in [0, " + str(num_rows) +
-                                 ")");
+                                 str(row[k]) + " is neither -1 nor in [0, " + str(num_rows) + ")");
           }
         }
       }
@@ -213,15 +215,14 @@ void mla_decode(const DenseDecodeArgs& a, const DecodePlan& plan, void* stream) 
   if (plan.device() != q.device || ps.batch_size != b || ps.s_q != s_q || ps.h_q != h_q ||
       ps.h_kv != h_kv || ps.page_block_size != kv.page_block_size ||
       plan.head_dim_v() != a.head_dim_v) {
-    fail_value("plan",
-               "was made for b=" + str(ps.batch_size) + ", s_q=" + str(ps.s_q) +
-                   ", h_q=" + str(ps.h_q) + ", h_kv=" + str(ps.h_kv) +
-                   ", page_block_size=" + str(ps.page_block_size) +
-                   ", head_dim_v=" + str(plan.head_dim_v()) + " on " + plan.device().str() +
-                   ", but this call has b=" + str(b) + ", s_q=" + str(s_q) + ", h_q=" + str(h_q) +
-                   ", h_kv=" + str(h_kv) + ", page_block_size=" + str(kv.page_block_size) +
-                   ", head_dim_v=" + str(a.head_dim_v) + " on " + q.device.str() +
-                   "; make a plan for this shape");
+    fail_value("plan", "was made for b=" + str(ps.batch_size) + ", s_q=" + str(ps.s_q) +
+                           ", h_q=" + str(ps.h_q) + ", h_kv=" + str(ps.h_kv) +
+                           ", page_block_size=" + str(ps.page_block_size) +
+                           ", head_dim_v=" + str(plan.head_dim_v()) + " on " + plan.device().str() +
+                           ", but this call has b=" + str(b) + ", s_q=" + str(s_q) +
+                           ", h_q=" + str(h_q) + ", h_kv=" + str(h_kv) + ", page_block_size=" +
+                           str(kv.page_block_size) + ", head_dim_v=" + str(a.head_dim_v) + " on " +
+                           q.device.str() + "; make a plan for this shape");
   }
   if (!plan.planned()) fail_value("plan", "update() it with this step's cache_seqlens first");
 
@@ -235,8 +236,8 @@ void mla_decode(const DenseDecodeArgs& a, const DecodePlan& plan, void* stream) 
         fail_value("cache_seqlens", "entry " + str(i) + " is negative (" + str(seqlens[i]) + ")");
       }
       if (seqlens[i] != st.planned_seqlens[i]) {
-        fail_value("plan", "was updated with cache_seqlens[" + str(i) + "] = " +
-                               str(st.planned_seqlens[i]) + ", but this call has " +
+        fail_value("plan", "was updated with cache_seqlens[" + str(i) +
+                               "] = " + str(st.planned_seqlens[i]) + ", but this call has " +
                                str(seqlens[i]) + "; update() the plan for this step");
       }
       const int64_t pages = (seqlens[i] + kv.page_block_size - 1) / kv.page_block_size;
@@ -249,8 +250,7 @@ void mla_decode(const DenseDecodeArgs& a, const DecodePlan& plan, void* stream) 
       for (int64_t p = 0; p < pages; ++p) {
         if (row[p] < 0 || row[p] >= kv.num_blocks) {
           fail_value("block_table", "entry [" + str(i) + ", " + str(p) + "] = " + str(row[p]) +
-                                        " is outside [0, num_blocks = " + str(kv.num_blocks) +
-                                        ")");
+                                        " is outside [0, num_blocks = " + str(kv.num_blocks) + ")");
         }
       }
     }

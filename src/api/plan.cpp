@@ -17,19 +17,20 @@ void check_shape(const DecodeShape& s, int head_dim_v) {
   if (s.s_q < 1) fail_value("plan", "s_q must be >= 1");
   if (s.h_q < 1) fail_value("plan", "h_q must be >= 1");
   if (s.h_kv < 1 || s.h_q % s.h_kv != 0) {
-    fail_value("plan", "h_kv = " + std::to_string(s.h_kv) + " must be >= 1 and divide h_q = " +
-                           std::to_string(s.h_q));
+    fail_value("plan", "h_kv = " + std::to_string(s.h_kv) +
+                           " must be >= 1 and divide h_q = " + std::to_string(s.h_q));
   }
   if (s.page_block_size < 1) fail_value("plan", "page_block_size must be >= 1");
   if (head_dim_v < 1) fail_value("head_dim_v", "must be >= 1");
 }
 
-constexpr size_t align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+constexpr size_t align_up(size_t n, size_t a) {
+  return (n + a - 1) / a * a;
+}
 
 }  // namespace
 
-DecodePlan::DecodePlan(const DecodeShape& shape, Device device, int head_dim_v,
-                       int num_workers)
+DecodePlan::DecodePlan(const DecodeShape& shape, Device device, int head_dim_v, int num_workers)
     : state_(std::make_unique<detail::PlanState>()) {
   check_shape(shape, head_dim_v);
   detail::PlanState& st = *state_;
@@ -118,8 +119,8 @@ void DecodePlan::update(const TensorView& cache_seqlens, void* stream) {
                                         std::to_string(seqlens[i]) + ")");
       }
     }
-    detail::plan_splits(seqlens, st.shape.batch_size, st.block_n, st.num_workers,
-                        st.fixed_cost, st.worker_schedule, st.split_offsets);
+    detail::plan_splits(seqlens, st.shape.batch_size, st.block_n, st.num_workers, st.fixed_cost,
+                        st.worker_schedule, st.split_offsets);
     st.planned_seqlens.assign(seqlens, seqlens + st.shape.batch_size);
   } else {
 #if defined(FLASHMLA_WITH_CUDA)
@@ -132,12 +133,26 @@ void DecodePlan::update(const TensorView& cache_seqlens, void* stream) {
   st.planned = true;
 }
 
-const DecodeShape& DecodePlan::shape() const { return state_->shape; }
-Device DecodePlan::device() const { return state_->device; }
-int DecodePlan::head_dim_v() const { return state_->head_dim_v; }
-bool DecodePlan::planned() const { return state_->planned; }
-int DecodePlan::num_workers() const { return state_->num_workers; }
-int DecodePlan::block_n() const { return state_->block_n; }
-const detail::PlanState& DecodePlan::state() const { return *state_; }
+const DecodeShape& DecodePlan::shape() const {
+  return state_->shape;
+}
+Device DecodePlan::device() const {
+  return state_->device;
+}
+int DecodePlan::head_dim_v() const {
+  return state_->head_dim_v;
+}
+bool DecodePlan::planned() const {
+  return state_->planned;
+}
+int DecodePlan::num_workers() const {
+  return state_->num_workers;
+}
+int DecodePlan::block_n() const {
+  return state_->block_n;
+}
+const detail::PlanState& DecodePlan::state() const {
+  return *state_;
+}
 
 }  // namespace flashmla

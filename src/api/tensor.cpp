@@ -27,8 +27,7 @@ std::string Device::str() const {
 }
 
 namespace {
-TensorView make_view(void* data, DType dtype, std::initializer_list<int64_t> shape,
-                     Device device) {
+TensorView make_view(void* data, DType dtype, std::initializer_list<int64_t> shape, Device device) {
   if (shape.size() > static_cast<size_t>(kMaxTensorDims)) {
     throw Error(ErrorKind::kValue, "shape",
                 "at most " + std::to_string(kMaxTensorDims) + " dimensions are supported");

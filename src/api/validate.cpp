@@ -13,7 +13,9 @@ void fail_type(const std::string& argument, const std::string& message) {
 TensorCheck::TensorCheck(const TensorView& t, std::string name, std::string layout)
     : t_(t), name_(std::move(name)), layout_(std::move(layout)) {}
 
-std::string TensorCheck::got() const { return ", got " + t_.describe(); }
+std::string TensorCheck::got() const {
+  return ", got " + t_.describe();
+}
 
 TensorCheck& TensorCheck::rank(int ndim) {
   if (t_.ndim != ndim) {

@@ -74,8 +74,8 @@ struct SparseDecodeParams {
   int topk;
   const int32_t* topk_length;  // [b] or nullptr
 
-  KVCacheView extra_kv;           // data == nullptr when absent
-  const int32_t* extra_indices;   // [b, s_q, extra_topk] or nullptr
+  KVCacheView extra_kv;          // data == nullptr when absent
+  const int32_t* extra_indices;  // [b, s_q, extra_topk] or nullptr
   int64_t extra_indices_batch_stride, extra_indices_seq_stride;
   int extra_topk;
   const int32_t* extra_topk_length;  // [b] or nullptr
@@ -90,7 +90,7 @@ struct SparseDecodeParams {
 
 struct FP8CacheConvertParams {
   int num_blocks, page_block_size;
-  const void* src;  // bf16 rows (quantize) or 656-byte rows (dequantize)
+  const void* src;                           // bf16 rows (quantize) or 656-byte rows (dequantize)
   int64_t src_block_stride, src_row_stride;  // in elements of src
   void* dst;
   int64_t dst_block_stride, dst_row_stride;  // in elements of dst

@@ -31,8 +31,8 @@ struct PlanState {
   float* partial_lse = nullptr;        // [max_splits, s_q, h_q]
 
   ScheduleView view() const {
-    return {num_workers, block_n, worker_schedule, split_offsets, partial_out, partial_lse,
-            max_splits};
+    return {num_workers, block_n,     worker_schedule, split_offsets,
+            partial_out, partial_lse, max_splits};
   }
 };
 
