@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 #include "api/backends.h"
 #include "api/validate.h"
@@ -22,10 +23,30 @@ std::string str(int64_t v) {
   return std::to_string(v);
 }
 
-[[noreturn, maybe_unused]] void no_cuda(const char* argument) {
+[[noreturn]] void no_cuda(const char* argument) {
   throw Error(ErrorKind::kNotSupported, argument,
               "is a CUDA tensor, but this build of flashmla has no CUDA backend "
               "(configure with FLASHMLA_CUDA=ON)");
+}
+
+#if defined(FLASHMLA_WITH_CUDA)
+#define FLASHMLA_CUDA_BACKEND(fn) &detail::cuda::fn
+#else
+#define FLASHMLA_CUDA_BACKEND(fn) nullptr
+#endif
+
+// Runs validated params on the backend of `device`; `cuda_fn` is null in builds without CUDA.
+template <typename Params>
+void run_on_backend(const Device& device, const char* argument, const Params& params,
+                    void (*cpu_fn)(const Params&),
+                    std::type_identity_t<void (*)(const Params&, void*)> cuda_fn, void* stream) {
+  if (!device.is_cuda()) {
+    cpu_fn(params);
+  } else if (cuda_fn == nullptr) {
+    no_cuda(argument);
+  } else {
+    cuda_fn(params, stream);
+  }
 }
 
 bool is_fp8_cache(const TensorView& cache) {
@@ -286,16 +307,8 @@ void mla_decode(const DenseDecodeArgs& a, const DecodePlan& plan, void* stream) 
   p.lse_seq_stride = a.lse.strides[2];
   p.schedule = plan.state().view();
 
-  if (!q.device.is_cuda()) {
-    detail::cpu::dense_decode(p);
-    return;
-  }
-#if defined(FLASHMLA_WITH_CUDA)
-  detail::cuda::dense_decode(p, stream);
-#else
-  (void)stream;
-  no_cuda("q");
-#endif
+  run_on_backend(q.device, "q", p, &detail::cpu::dense_decode, FLASHMLA_CUDA_BACKEND(dense_decode),
+                 stream);
 }
 
 void mla_sparse_decode(const SparseDecodeArgs& a, void* stream) {
@@ -363,16 +376,8 @@ void mla_sparse_decode(const SparseDecodeArgs& a, void* stream) {
   p.lse_head_stride = a.lse.strides[1];
   p.lse_seq_stride = a.lse.strides[2];
 
-  if (!q.device.is_cuda()) {
-    detail::cpu::sparse_decode(p);
-    return;
-  }
-#if defined(FLASHMLA_WITH_CUDA)
-  detail::cuda::sparse_decode(p, stream);
-#else
-  (void)stream;
-  no_cuda("q");
-#endif
+  run_on_backend(q.device, "q", p, &detail::cpu::sparse_decode,
+                 FLASHMLA_CUDA_BACKEND(sparse_decode), stream);
 }
 
 namespace {
@@ -412,32 +417,16 @@ void quantize_kv_cache_fp8(const TensorView& src, const TensorView& dst, void* s
   check_cache_rows(src, "src", {DType::kBF16}, 576);
   check_cache_rows(dst, "dst", {DType::kFP8E4M3, DType::kUInt8}, kFP8RowBytes);
   const detail::FP8CacheConvertParams p = convert_params(src, dst);
-  if (!src.device.is_cuda()) {
-    detail::cpu::quantize_fp8(p);
-    return;
-  }
-#if defined(FLASHMLA_WITH_CUDA)
-  detail::cuda::quantize_fp8(p, stream);
-#else
-  (void)stream;
-  no_cuda("src");
-#endif
+  run_on_backend(src.device, "src", p, &detail::cpu::quantize_fp8,
+                 FLASHMLA_CUDA_BACKEND(quantize_fp8), stream);
 }
 
 void dequantize_kv_cache_fp8(const TensorView& src, const TensorView& dst, void* stream) {
   check_cache_rows(src, "src", {DType::kFP8E4M3, DType::kUInt8}, kFP8RowBytes);
   check_cache_rows(dst, "dst", {DType::kBF16}, 576);
   const detail::FP8CacheConvertParams p = convert_params(src, dst);
-  if (!src.device.is_cuda()) {
-    detail::cpu::dequantize_fp8(p);
-    return;
-  }
-#if defined(FLASHMLA_WITH_CUDA)
-  detail::cuda::dequantize_fp8(p, stream);
-#else
-  (void)stream;
-  no_cuda("src");
-#endif
+  run_on_backend(src.device, "src", p, &detail::cpu::dequantize_fp8,
+                 FLASHMLA_CUDA_BACKEND(dequantize_fp8), stream);
 }
 
 bool cuda_available() {
