@@ -142,6 +142,24 @@ void check_outputs(const TensorView& out, const TensorView& lse, const TensorVie
   }
 }
 
+// The q, out and lse fields that the dense and sparse params structs share.
+template <typename Params>
+void set_q_and_outputs(Params& p, const TensorView& q, const TensorView& out,
+                       const TensorView& lse) {
+  p.q = q.data;
+  p.q_batch_stride = q.strides[0];
+  p.q_seq_stride = q.strides[1];
+  p.q_head_stride = q.strides[2];
+  p.out = out.data;
+  p.out_batch_stride = out.strides[0];
+  p.out_seq_stride = out.strides[1];
+  p.out_head_stride = out.strides[2];
+  p.lse = lse.ptr<float>();
+  p.lse_batch_stride = lse.strides[0];
+  p.lse_head_stride = lse.strides[1];
+  p.lse_seq_stride = lse.strides[2];
+}
+
 float resolve_scale(float softmax_scale, int64_t d) {
   if (softmax_scale == 0.0f) return 1.0f / std::sqrt(static_cast<float>(d));
   if (!std::isfinite(softmax_scale) || softmax_scale < 0.0f) {
@@ -288,23 +306,12 @@ void mla_decode(const DenseDecodeArgs& a, const DecodePlan& plan, void* stream) 
   p.softmax_scale = resolve_scale(a.softmax_scale, d);
   p.causal = a.causal;
   p.act_type = act_type_of(q.dtype);
-  p.q = q.data;
-  p.q_batch_stride = q.strides[0];
-  p.q_seq_stride = q.strides[1];
-  p.q_head_stride = q.strides[2];
   p.kv = kv;
   p.block_table = block_table;
   p.block_table_batch_stride = a.block_table.strides[0];
   p.max_blocks_per_seq = static_cast<int>(max_blocks);
   p.cache_seqlens = seqlens;
-  p.out = a.out.data;
-  p.out_batch_stride = a.out.strides[0];
-  p.out_seq_stride = a.out.strides[1];
-  p.out_head_stride = a.out.strides[2];
-  p.lse = a.lse.ptr<float>();
-  p.lse_batch_stride = a.lse.strides[0];
-  p.lse_head_stride = a.lse.strides[1];
-  p.lse_seq_stride = a.lse.strides[2];
+  set_q_and_outputs(p, q, a.out, a.lse);
   p.schedule = plan.state().view();
 
   run_on_backend(q.device, "q", p, &detail::cpu::dense_decode, FLASHMLA_CUDA_BACKEND(dense_decode),
@@ -360,21 +367,10 @@ void mla_sparse_decode(const SparseDecodeArgs& a, void* stream) {
   p.dv = a.head_dim_v;
   p.softmax_scale = resolve_scale(a.softmax_scale, d);
   p.act_type = act_type_of(q.dtype);
-  p.q = q.data;
-  p.q_batch_stride = q.strides[0];
-  p.q_seq_stride = q.strides[1];
-  p.q_head_stride = q.strides[2];
   p.kv = kv;
   p.indices_batch_stride = a.indices.strides[0];
   p.indices_seq_stride = a.indices.strides[1];
-  p.out = a.out.data;
-  p.out_batch_stride = a.out.strides[0];
-  p.out_seq_stride = a.out.strides[1];
-  p.out_head_stride = a.out.strides[2];
-  p.lse = a.lse.ptr<float>();
-  p.lse_batch_stride = a.lse.strides[0];
-  p.lse_head_stride = a.lse.strides[1];
-  p.lse_seq_stride = a.lse.strides[2];
+  set_q_and_outputs(p, q, a.out, a.lse);
 
   run_on_backend(q.device, "q", p, &detail::cpu::sparse_decode,
                  FLASHMLA_CUDA_BACKEND(sparse_decode), stream);
