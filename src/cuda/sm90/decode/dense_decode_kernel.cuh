@@ -334,8 +334,8 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
     if constexpr (Cfg::kWgmma) wgmma::fence_proxy_async();  // cp.async data -> wgmma reads
     __syncthreads();  // tile `tile` (and Q) visible; everyone is done with the previous tile
 
-    // Refill the stage the previous tile used. (The wgmma path does this after issuing its
-    // asynchronous S wgmmas, so that the copies' address work overlaps the tensor cores.)
+    // Refill the stage the previous tile used. (The wgmma path does this once both warpgroups'
+    // asynchronous P V of the previous tile has retired, after the row-maximum barrier.)
     auto refill = [&] {
       if (tile + Cfg::kStages - 1 < num_tiles) {
         const int start = tile_start + (Cfg::kStages - 1) * Cfg::kTileN;
@@ -380,8 +380,7 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
         wgmma::Ops<Elem>::template m64n32<0>(reinterpret_cast<float(&)[16]>(sc), da, db);
       }
       wgmma::commit();
-      refill();
-      wgmma::wait<0>();
+      wgmma::wait<0>();  // also retires this warpgroup's P V of the previous tile
     }
     if (s_warp) {
       // ---- S = Q K^T for this warp's 16 x (kSNTiles*8) block.
@@ -458,6 +457,9 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
       }
     }
     __syncthreads();  // row maxima of all column warps are in `red`
+    // wgmma: both warpgroups have retired their P V of the previous tile (each waited before the
+    // barrier), so its stage and the P buffer may be overwritten now, not earlier.
+    if constexpr (Cfg::kWgmma) refill();
 
     if (s_warp) {
       // ---- Online softmax: new maxima, rescale factor, P = exp2(S - m) to shared memory.
@@ -521,7 +523,8 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
           wgmma::Ops<Elem>::template m64n256<1>(reinterpret_cast<float(&)[128]>(o), da, db);
         }
         wgmma::commit();
-        wgmma::wait<0>();
+        // Not waited for here: P V runs on while the next tile's barrier and S wgmmas are
+        // issued; the next S wait (or the epilogue's) retires it.
       }
     } else if (pv_warp) {
       // ---- O = O * alpha + P V over this warp's 64 value columns (column block `warp`).
@@ -562,6 +565,8 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
       }
     }
   }
+
+  if constexpr (Cfg::kWgmma) wgmma::wait<0>();  // the last tile's P V
 
   // ---- Epilogue: total row sums, lse, and the normalized output.
   ptx::cp_async_wait<0>();  // a piece without tiles still has its Q copy in flight
