@@ -25,6 +25,19 @@ void dequantize_fp8(const FP8CacheConvertParams& params);
 
 #if defined(FLASHMLA_WITH_CUDA)
 namespace cuda {
+// Makes `device` current for its scope and restores the caller's device after, so that work on
+// tensors of cuda:1 runs there without moving the program's later work.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device);
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = 0;
+};
+
 bool available();
 int current_device();
 ScheduleConfig schedule_config(const DecodeShape& shape, int device);

@@ -45,6 +45,9 @@ void run_on_backend(const Device& device, const char* argument, const Params& pa
   } else if (cuda_fn == nullptr) {
     no_cuda(argument);
   } else {
+#if defined(FLASHMLA_WITH_CUDA)
+    detail::cuda::DeviceGuard guard(device.index);
+#endif
     cuda_fn(params, stream);
   }
 }

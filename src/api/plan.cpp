@@ -124,6 +124,7 @@ void DecodePlan::update(const TensorView& cache_seqlens, void* stream) {
     st.planned_seqlens.assign(seqlens, seqlens + st.shape.batch_size);
   } else {
 #if defined(FLASHMLA_WITH_CUDA)
+    detail::cuda::DeviceGuard guard(st.device.index);
     detail::cuda::plan_splits(seqlens, st.shape.batch_size,
                               {st.num_workers, st.block_n, st.fixed_cost}, st.worker_schedule,
                               st.split_offsets, stream);

@@ -12,25 +12,15 @@
 
 namespace flashmla::detail::cuda {
 
-namespace {
+DeviceGuard::DeviceGuard(int device) {
+  FLASHMLA_CUDA_CHECK(cudaGetDevice(&previous_));
+  if (device != previous_) FLASHMLA_CUDA_CHECK(cudaSetDevice(device));
+}
 
-// Restores the caller's current device when it goes out of scope, so that planning on device
-// 1 does not silently move a program's later work there.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    FLASHMLA_CUDA_CHECK(cudaGetDevice(&previous_));
-    if (device != previous_) FLASHMLA_CUDA_CHECK(cudaSetDevice(device));
-  }
-  ~DeviceGuard() { cudaSetDevice(previous_); }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int previous_ = 0;
-};
-
-}  // namespace
+DeviceGuard::~DeviceGuard() {
+  int current = previous_;
+  if (cudaGetDevice(&current) == cudaSuccess && current != previous_) cudaSetDevice(previous_);
+}
 
 bool available() {
   // Must never throw: CI machines have the CUDA runtime but no driver or GPU.
