@@ -25,19 +25,23 @@ DenseInputs make_dense_inputs(const DenseCase& c) {
   return in;
 }
 
+DecodeShape decode_shape(const DenseCase& c) {
+  DecodeShape shape;
+  shape.batch_size = static_cast<int>(c.seqlens.size());
+  shape.s_q = c.s_q;
+  shape.h_q = c.h_q;
+  shape.h_kv = c.h_kv;
+  shape.page_block_size = c.page_block_size;
+  return shape;
+}
+
 DenseOutputs run_dense_library(const DenseCase& c, DenseInputs& in, int num_workers) {
   const int64_t b = static_cast<int64_t>(c.seqlens.size());
   DenseOutputs o;
   o.out = HalfTensor(c.dtype, {b, c.s_q, c.h_q, c.dv}, kOutPoison);
   o.lse.assign(static_cast<size_t>(b * c.h_q * c.s_q), lse_poison());
 
-  DecodeShape shape;
-  shape.batch_size = static_cast<int>(b);
-  shape.s_q = c.s_q;
-  shape.h_q = c.h_q;
-  shape.h_kv = c.h_kv;
-  shape.page_block_size = c.page_block_size;
-  DecodePlan plan(shape, Device::cpu(), c.dv, num_workers);
+  DecodePlan plan(decode_shape(c), Device::cpu(), c.dv, num_workers);
   plan.update(in.kv.seqlens_view());
 
   DenseDecodeArgs args;

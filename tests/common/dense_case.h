@@ -40,6 +40,9 @@ struct DenseOutputs {
   std::vector<float> lse;  // [b, h_q, s_q]
 };
 // Runs the library with `num_workers` (0: the backend's choice) on poisoned outputs.
+// The plan shape of a case.
+DecodeShape decode_shape(const DenseCase& c);
+
 DenseOutputs run_dense_library(const DenseCase& c, DenseInputs& in, int num_workers);
 
 // make_dense_inputs + run_dense_library + reference + matches_reference.

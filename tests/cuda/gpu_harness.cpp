@@ -174,13 +174,7 @@ Outputs run_decode(const DenseCase& c, const CaseViews& v, int num_workers, bool
   o.out = HalfTensor(c.dtype, {b, c.s_q, c.h_q, c.dv}, kOutPoison);
   o.lse.assign(static_cast<size_t>(b * c.h_q * c.s_q), lse_poison());
 
-  DecodeShape shape;
-  shape.batch_size = static_cast<int>(b);
-  shape.s_q = c.s_q;
-  shape.h_q = c.h_q;
-  shape.h_kv = c.h_kv;
-  shape.page_block_size = c.page_block_size;
-  DecodePlan plan(shape, device, c.dv, num_workers);
+  DecodePlan plan(decode_shape(c), device, c.dv, num_workers);
 
   DenseDecodeArgs args;
   args.q = v.q;

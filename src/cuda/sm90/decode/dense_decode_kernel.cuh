@@ -238,6 +238,26 @@ __device__ __forceinline__ void load_kv_tile(uint8_t* smem, uint32_t stage_offse
   }
 }
 
+// Stores output columns col and col + 1 of one row (those below dv), as one 4- or 8-byte store
+// where alignment allows.
+template <typename Elem>
+__device__ __forceinline__ void store_pair(Elem* out, int col, int dv, float x0, float x1) {
+  if (col + 1 < dv && (reinterpret_cast<uintptr_t>(out + col) & 3) == 0) {
+    *reinterpret_cast<uint32_t*>(out + col) = ptx::pack2<Elem>(x0, x1);
+  } else {
+    if (col < dv) out[col] = ptx::from_float<Elem>(x0);
+    if (col + 1 < dv) out[col + 1] = ptx::from_float<Elem>(x1);
+  }
+}
+__device__ __forceinline__ void store_pair(float* out, int col, int dv, float x0, float x1) {
+  if (col + 1 < dv && (dv & 1) == 0) {  // rows of even length start 8-byte aligned
+    *reinterpret_cast<float2*>(out + col) = make_float2(x0, x1);
+  } else {
+    if (col < dv) out[col] = x0;
+    if (col + 1 < dv) out[col + 1] = x1;
+  }
+}
+
 // Processes one piece (a token range of one sequence) for this CTA's KV head and row tile.
 template <class Cfg>
 __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArgs& a, int seq,
@@ -636,12 +656,7 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
         for (int j = 0; j < 32; ++j) {
           const int col = wn * 256 + j * 8 + 2 * t4;
           const float x0 = acc[4 * j + 2 * half] * inv, x1 = acc[4 * j + 2 * half + 1] * inv;
-          if (col + 1 < p.dv && (reinterpret_cast<uintptr_t>(out + col) & 3) == 0) {
-            *reinterpret_cast<uint32_t*>(out + col) = ptx::pack2<Elem>(x0, x1);
-          } else {
-            if (col < p.dv) out[col] = ptx::from_float<Elem>(x0);
-            if (col + 1 < p.dv) out[col + 1] = ptx::from_float<Elem>(x1);
-          }
+          store_pair(out, col, p.dv, x0, x1);
         }
       } else {
         float* out = p.schedule.partial_out +
@@ -650,12 +665,7 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
         for (int j = 0; j < 32; ++j) {
           const int col = wn * 256 + j * 8 + 2 * t4;
           const float x0 = acc[4 * j + 2 * half] * inv, x1 = acc[4 * j + 2 * half + 1] * inv;
-          if (col + 1 < p.dv && (p.dv & 1) == 0) {
-            *reinterpret_cast<float2*>(out + col) = make_float2(x0, x1);
-          } else {
-            if (col < p.dv) out[col] = x0;
-            if (col + 1 < p.dv) out[col + 1] = x1;
-          }
+          store_pair(out, col, p.dv, x0, x1);
         }
       }
     }
@@ -677,12 +687,7 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
           for (int nt = 0; nt < 8; ++nt) {
             const int col = warp * 64 + nt * 8 + 2 * t4;
             const float x0 = o[mt][nt][2 * half] * inv, x1 = o[mt][nt][2 * half + 1] * inv;
-            if (col + 1 < p.dv && (reinterpret_cast<uintptr_t>(out + col) & 3) == 0) {
-              *reinterpret_cast<uint32_t*>(out + col) = ptx::pack2<Elem>(x0, x1);
-            } else {
-              if (col < p.dv) out[col] = ptx::from_float<Elem>(x0);
-              if (col + 1 < p.dv) out[col + 1] = ptx::from_float<Elem>(x1);
-            }
+            store_pair(out, col, p.dv, x0, x1);
           }
         } else {
           float* out = p.schedule.partial_out +
@@ -691,12 +696,7 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
           for (int nt = 0; nt < 8; ++nt) {
             const int col = warp * 64 + nt * 8 + 2 * t4;
             const float x0 = o[mt][nt][2 * half] * inv, x1 = o[mt][nt][2 * half + 1] * inv;
-            if (col + 1 < p.dv && (p.dv & 1) == 0) {
-              *reinterpret_cast<float2*>(out + col) = make_float2(x0, x1);
-            } else {
-              if (col < p.dv) out[col] = x0;
-              if (col + 1 < p.dv) out[col + 1] = x1;
-            }
+            store_pair(out, col, p.dv, x0, x1);
           }
         }
       }
