@@ -19,6 +19,9 @@ struct DecodeShape {
   int h_q = 0;               // query heads
   int h_kv = 1;              // KV heads; divides h_q
   int page_block_size = 64;  // tokens per KV page
+  // Token-sparse plans (mla_sparse_decode): index slots per query, topk + extra_topk. 0 makes a
+  // dense plan. Sparse plans need h_kv = 1.
+  int topk = 0;
 };
 
 namespace detail {
@@ -32,6 +35,8 @@ struct PlanState;
 // workspace belongs to the plan: calls that may run concurrently need plans of their own.
 // `num_workers` overrides the backend's parallelism (0: the backend's choice; on CUDA one worker
 // is one CTA per KV head and query-row tile), for tuning and tests.
+// A sparse plan (shape.topk > 0) splits every query's index slots; its schedule depends on the
+// shape alone, so it is planned when constructed and needs no update().
 class DecodePlan {
  public:
   DecodePlan(const DecodeShape& shape, Device device, int head_dim_v = 512, int num_workers = 0);
@@ -41,9 +46,9 @@ class DecodePlan {
   DecodePlan(const DecodePlan&) = delete;
   DecodePlan& operator=(const DecodePlan&) = delete;
 
-  // Plans the split-KV work from cache_seqlens [batch_size] int32 on the plan's device.
-  // On CUDA this is one small kernel on `stream` (a cudaStream_t; nullptr is the legacy default
-  // stream): no host synchronization, so it can be captured in a CUDA graph.
+  // Dense plans: plans the split-KV work from cache_seqlens [batch_size] int32 on the plan's
+  // device. On CUDA this is one small kernel on `stream` (a cudaStream_t; nullptr is the legacy
+  // default stream): no host synchronization, so it can be captured in a CUDA graph.
   void update(const TensorView& cache_seqlens, void* stream = nullptr);
 
   const DecodeShape& shape() const;
@@ -92,6 +97,12 @@ struct SparseDecodeArgs {
   float softmax_scale = 0;  // 0 means 1/sqrt(d)
 };
 
+// `plan` is a sparse plan (DecodeShape::topk = topk + extra_topk, h_kv = 1) for this shape; the
+// same plan serves every layer. The CPU backend accepts it and schedules on its own.
+void mla_sparse_decode(const SparseDecodeArgs& args, const DecodePlan& plan,
+                       void* stream = nullptr);
+// Convenience form: makes a sparse plan for this call. On CUDA that allocates (and frees) device
+// memory per call, so it cannot be captured in a CUDA graph; keep a plan for production use.
 void mla_sparse_decode(const SparseDecodeArgs& args, void* stream = nullptr);
 
 // FP8 KV cache, "FP8 with scale" (MLA.md section 3): 656 bytes per token.

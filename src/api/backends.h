@@ -43,6 +43,8 @@ int current_device();
 ScheduleConfig schedule_config(const DecodeShape& shape, int device);
 void* device_alloc(size_t bytes, int device);  // throws Error(kRuntime) on failure
 void device_free(void* ptr, int device) noexcept;
+// Synchronous host-to-device copy (plan construction only, never on a per-call path).
+void copy_to_device(void* dst, const void* src, size_t bytes, int device);
 // Runs plan_splits in one GPU thread on `stream`.
 void plan_splits(const int32_t* cache_seqlens, int batch_size, const ScheduleConfig& config,
                  int32_t* worker_schedule, int32_t* split_offsets, void* stream);

@@ -4,6 +4,7 @@
 #include "flashmla/decode.h"
 
 #include <cmath>
+#include <optional>
 #include <string>
 #include <type_traits>
 
@@ -254,6 +255,10 @@ void mla_decode(const DenseDecodeArgs& a, const DecodePlan& plan, void* stream) 
   check_outputs(a.out, a.lse, q, a.head_dim_v);
 
   const DecodeShape& ps = plan.shape();
+  if (ps.topk > 0) {
+    fail_value("plan", "is a sparse plan (topk = " + str(ps.topk) +
+                           "); dense decode needs a plan made with topk = 0");
+  }
   if (plan.device() != q.device || ps.batch_size != b || ps.s_q != s_q || ps.h_q != h_q ||
       ps.h_kv != h_kv || ps.page_block_size != kv.page_block_size ||
       plan.head_dim_v() != a.head_dim_v) {
@@ -321,7 +326,10 @@ void mla_decode(const DenseDecodeArgs& a, const DecodePlan& plan, void* stream) 
                  stream);
 }
 
-void mla_sparse_decode(const SparseDecodeArgs& a, void* stream) {
+namespace {
+
+// `plan` may be null: the CPU backend needs none, and on CUDA one is made for the call.
+void sparse_decode(const SparseDecodeArgs& a, const DecodePlan* plan, void* stream) {
   const TensorView& q = a.q;
   check_q(q);
   const int64_t b = q.shape[0], d = q.shape[3];
@@ -375,8 +383,48 @@ void mla_sparse_decode(const SparseDecodeArgs& a, void* stream) {
   p.indices_seq_stride = a.indices.strides[1];
   set_q_and_outputs(p, q, a.out, a.lse);
 
+  const int slots = p.topk + (p.extra_indices ? p.extra_topk : 0);
+  std::optional<DecodePlan> own_plan;
+  if (plan == nullptr && q.device.is_cuda()) {
+    DecodeShape shape;
+    shape.batch_size = p.batch_size;
+    shape.s_q = p.s_q;
+    shape.h_q = p.h_q;
+    shape.h_kv = 1;
+    shape.topk = slots;
+    plan = &own_plan.emplace(shape, q.device, a.head_dim_v);
+  }
+  if (plan != nullptr) {
+    const DecodeShape& ps = plan->shape();
+    if (ps.topk <= 0) {
+      fail_value("plan", "is a dense plan; sparse decode needs a plan made with topk = " +
+                             str(slots) + " (topk + extra_topk)");
+    }
+    if (plan->device() != q.device || ps.batch_size != b || ps.s_q != p.s_q || ps.h_q != p.h_q ||
+        ps.topk != slots || plan->head_dim_v() != a.head_dim_v) {
+      fail_value("plan", "was made for b=" + str(ps.batch_size) + ", s_q=" + str(ps.s_q) +
+                             ", h_q=" + str(ps.h_q) + ", topk=" + str(ps.topk) + ", head_dim_v=" +
+                             str(plan->head_dim_v()) + " on " + plan->device().str() +
+                             ", but this call has b=" + str(b) + ", s_q=" + str(p.s_q) +
+                             ", h_q=" + str(p.h_q) + ", topk + extra_topk=" + str(slots) +
+                             ", head_dim_v=" + str(a.head_dim_v) + " on " + q.device.str() +
+                             "; make a plan for this shape");
+    }
+    p.schedule = plan->state().view();
+  }
+
   run_on_backend(q.device, "q", p, &detail::cpu::sparse_decode,
                  FLASHMLA_CUDA_BACKEND(sparse_decode), stream);
+}
+
+}  // namespace
+
+void mla_sparse_decode(const SparseDecodeArgs& a, const DecodePlan& plan, void* stream) {
+  sparse_decode(a, &plan, stream);
+}
+
+void mla_sparse_decode(const SparseDecodeArgs& a, void* stream) {
+  sparse_decode(a, nullptr, stream);
 }
 
 namespace {

@@ -1,5 +1,6 @@
 // DecodePlan: the split-KV schedule and its workspace, owned on the plan's device.
 #include <algorithm>
+#include <vector>
 
 #include "api/backends.h"
 #include "api/validate.h"
@@ -21,7 +22,34 @@ void check_shape(const DecodeShape& s, int head_dim_v) {
                            " must be >= 1 and divide h_q = " + std::to_string(s.h_q));
   }
   if (s.page_block_size < 1) fail_value("plan", "page_block_size must be >= 1");
+  if (s.topk < 0) fail_value("plan", "topk must be >= 0 (0: a dense plan)");
+  if (s.topk > 0 && s.h_kv != 1) {
+    fail_value("plan", "a sparse plan (topk > 0) needs h_kv = 1, got " + std::to_string(s.h_kv));
+  }
   if (head_dim_v < 1) fail_value("head_dim_v", "must be >= 1");
+}
+
+// Sparse plans: every query attends shape.topk index slots, so the schedule is fixed by the
+// shape. Planned on the host, then copied once to a CUDA plan's buffers.
+void plan_sparse(detail::PlanState& st, bool on_device) {
+  const std::vector<int32_t> lengths(st.plan_sequences, st.shape.topk);
+  std::vector<int32_t> ints(static_cast<size_t>(st.num_workers) * detail::kScheduleStride +
+                            st.plan_sequences + 1);
+  int32_t* schedule = on_device ? ints.data() : st.worker_schedule;
+  int32_t* offsets =
+      on_device ? ints.data() + st.num_workers * detail::kScheduleStride : st.split_offsets;
+  detail::plan_splits(lengths.data(), st.plan_sequences, st.block_n, st.num_workers, st.fixed_cost,
+                      schedule, offsets);
+#if defined(FLASHMLA_WITH_CUDA)
+  if (on_device) {
+    detail::cuda::copy_to_device(st.worker_schedule, schedule,
+                                 st.num_workers * detail::kScheduleStride * sizeof(int32_t),
+                                 st.device.index);
+    detail::cuda::copy_to_device(st.split_offsets, offsets,
+                                 (st.plan_sequences + 1) * sizeof(int32_t), st.device.index);
+  }
+#endif
+  st.planned = true;
 }
 
 constexpr size_t align_up(size_t n, size_t a) {
@@ -38,12 +66,22 @@ DecodePlan::DecodePlan(const DecodeShape& shape, Device device, int head_dim_v, 
   st.device = device;
   st.head_dim_v = head_dim_v;
 
+  // A sparse plan schedules b * s_q independent queries of h_q rows each, like a dense plan
+  // of that many one-token sequences.
+  const bool sparse = shape.topk > 0;
+  DecodeShape schedule_shape = shape;
+  if (sparse) {
+    schedule_shape = {shape.batch_size * shape.s_q, 1, shape.h_q, 1, shape.page_block_size};
+  }
+  st.plan_sequences = schedule_shape.batch_size;
+  st.rows_per_sequence = shape.h_q * schedule_shape.s_q;
+
   detail::ScheduleConfig config{};
   if (!device.is_cuda()) {
-    config = detail::cpu::schedule_config(shape);
+    config = detail::cpu::schedule_config(schedule_shape);
   } else {
 #if defined(FLASHMLA_WITH_CUDA)
-    config = detail::cuda::schedule_config(shape, device.index);
+    config = detail::cuda::schedule_config(schedule_shape, device.index);
 #else
     throw Error(ErrorKind::kNotSupported, "plan",
                 "this build of flashmla has no CUDA backend (configure with FLASHMLA_CUDA=ON)");
@@ -53,11 +91,11 @@ DecodePlan::DecodePlan(const DecodeShape& shape, Device device, int head_dim_v, 
   st.num_workers = std::max(1, num_workers > 0 ? num_workers : config.num_workers);
   st.block_n = config.block_n;
   st.fixed_cost = config.fixed_cost;
-  st.max_splits = shape.batch_size + st.num_workers;
+  st.max_splits = st.plan_sequences + st.num_workers;
 
   const size_t schedule_ints = static_cast<size_t>(st.num_workers) * detail::kScheduleStride;
-  const size_t offset_ints = static_cast<size_t>(shape.batch_size) + 1;
-  const size_t rows = static_cast<size_t>(st.max_splits) * shape.s_q * shape.h_q;
+  const size_t offset_ints = static_cast<size_t>(st.plan_sequences) + 1;
+  const size_t rows = static_cast<size_t>(st.max_splits) * st.rows_per_sequence;
   const size_t out_floats = rows * static_cast<size_t>(head_dim_v);
 
   if (!device.is_cuda()) {
@@ -67,6 +105,7 @@ DecodePlan::DecodePlan(const DecodeShape& shape, Device device, int head_dim_v, 
     st.split_offsets = st.host_ints.data() + schedule_ints;
     st.partial_out = st.host_floats.data();
     st.partial_lse = st.host_floats.data() + out_floats;
+    if (sparse) plan_sparse(st, false);
     return;
   }
 #if defined(FLASHMLA_WITH_CUDA)
@@ -82,6 +121,7 @@ DecodePlan::DecodePlan(const DecodeShape& shape, Device device, int head_dim_v, 
   st.split_offsets = reinterpret_cast<int32_t*>(base + schedule_bytes);
   st.partial_out = reinterpret_cast<float*>(base + schedule_bytes + offset_bytes);
   st.partial_lse = reinterpret_cast<float*>(base + schedule_bytes + offset_bytes + out_bytes);
+  if (sparse) plan_sparse(st, true);
 #endif
 }
 
@@ -104,6 +144,10 @@ DecodePlan& DecodePlan::operator=(DecodePlan&& other) noexcept {
 
 void DecodePlan::update(const TensorView& cache_seqlens, void* stream) {
   detail::PlanState& st = *state_;
+  if (st.shape.topk > 0) {
+    fail_value("plan", "is a sparse plan (topk = " + std::to_string(st.shape.topk) +
+                           "): it is planned when made and takes no cache_seqlens");
+  }
   detail::TensorCheck(cache_seqlens, "cache_seqlens", "[b]")
       .rank(1)
       .dtype({DType::kInt32})

@@ -18,10 +18,10 @@ struct ScheduleView {
   int num_workers = 0;
   int block_n = 0;
   const int32_t* worker_schedule = nullptr;  // [num_workers, kScheduleStride]
-  const int32_t* split_offsets = nullptr;    // [b + 1] prefix sums of splits per sequence
-  float* partial_out = nullptr;              // [max_splits, s_q, h_q, dv]
-  float* partial_lse = nullptr;              // [max_splits, s_q, h_q]
-  int max_splits = 0;                        // b + num_workers
+  const int32_t* split_offsets = nullptr;    // [plan sequences + 1] prefix sums of splits
+  float* partial_out = nullptr;              // [max_splits, rows per sequence, dv]
+  float* partial_lse = nullptr;              // [max_splits, rows per sequence]
+  int max_splits = 0;                        // plan sequences + num_workers
 };
 
 // A cache as the kernels see it. Strides are in elements of the stored type (bytes for FP8).
@@ -86,6 +86,10 @@ struct SparseDecodeParams {
   int64_t out_batch_stride, out_seq_stride, out_head_stride;
   float* lse;  // [b, h_q, s_q]
   int64_t lse_batch_stride, lse_head_stride, lse_seq_stride;
+
+  // Split schedule over b * s_q queries of topk + extra_topk slots each (plan sequence
+  // b * s_q + s is query token s of sequence b). Unused by the CPU backend.
+  ScheduleView schedule;
 };
 
 struct FP8CacheConvertParams {

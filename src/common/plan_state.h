@@ -16,7 +16,11 @@ struct PlanState {
   int num_workers = 0;
   int block_n = 64;
   int fixed_cost = 0;  // in schedule units, see split_plan.h
-  int max_splits = 0;  // batch_size + num_workers
+  // The planner's view: dense plans split each sequence's s_q x h_q rows together; sparse plans
+  // (shape.topk > 0) split each query token's h_q rows, since every token has its own indices.
+  int plan_sequences = 0;     // dense: batch_size; sparse: batch_size * s_q
+  int rows_per_sequence = 0;  // dense: s_q * h_q; sparse: h_q
+  int max_splits = 0;         // plan_sequences + num_workers
   bool planned = false;
   std::vector<int32_t> planned_seqlens;  // host plans only: the cache_seqlens planned for
 
@@ -26,9 +30,9 @@ struct PlanState {
   void* device_buffer = nullptr;
 
   int32_t* worker_schedule = nullptr;  // [num_workers, kScheduleStride]
-  int32_t* split_offsets = nullptr;    // [batch_size + 1]
-  float* partial_out = nullptr;        // [max_splits, s_q, h_q, dv]
-  float* partial_lse = nullptr;        // [max_splits, s_q, h_q]
+  int32_t* split_offsets = nullptr;    // [plan_sequences + 1]
+  float* partial_out = nullptr;        // [max_splits, rows_per_sequence, dv]
+  float* partial_lse = nullptr;        // [max_splits, rows_per_sequence]
 
   ScheduleView view() const {
     return {num_workers, block_n,     worker_schedule, split_offsets,

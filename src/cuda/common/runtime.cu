@@ -64,6 +64,11 @@ void device_free(void* ptr, int device) noexcept {
   cudaGetLastError();  // a destructor reports nothing; do not leave an error behind
 }
 
+void copy_to_device(void* dst, const void* src, size_t bytes, int device) {
+  DeviceGuard guard(device);
+  FLASHMLA_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+}
+
 int sm_count(int device) {
   static std::mutex mutex;
   static std::vector<int> cache;
