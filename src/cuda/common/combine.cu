@@ -25,21 +25,23 @@ __device__ __forceinline__ __half to_elem<__half>(float x) {
   return __float2half_rn(x);
 }
 
-// grid: (batch, s_q * h_q). The split count is per sequence, so the CTAs of single-split
-// sequences leave at once; the others spread one row's 512 columns over 128 threads, so that
-// even b = 1 (one sequence, dozens of splits) reads its workspace with 128 CTAs in parallel.
+// grid: (plan sequences, rows per plan sequence). The split count is per plan sequence, so the
+// CTAs of single-split ones leave at once; the others spread one row's 512 columns over 128
+// threads, so that even b = 1 (one sequence, dozens of splits) reads its workspace with 128 CTAs
+// in parallel.
 template <typename Elem>
 __global__ void __launch_bounds__(kCombineThreads)
-    combine_kernel(const __grid_constant__ DenseDecodeParams p) {
+    combine_kernel(const __grid_constant__ CombineParams p) {
   const int seq = blockIdx.x;
   const int32_t* offsets = p.schedule.split_offsets;
   const int first = offsets[seq];
   const int splits = offsets[seq + 1] - first;
   if (splits <= 1) return;
-  const int row = blockIdx.y;  // s * h_q + h
-  const int s = row / p.h_q;
-  const int h = row - s * p.h_q;
-  const int64_t row_stride = static_cast<int64_t>(p.s_q) * p.h_q;  // between splits
+  const int row = blockIdx.y;  // (s - s_base) * h_q + h
+  const int batch = seq / p.fold;
+  const int s = seq - batch * p.fold + row / p.h_q;
+  const int h = row % p.h_q;
+  const int64_t row_stride = static_cast<int64_t>(p.s_q / p.fold) * p.h_q;  // between splits
   const float* lse_in = p.schedule.partial_lse + static_cast<int64_t>(first) * row_stride + row;
   const float* out_in =
       p.schedule.partial_out + (static_cast<int64_t>(first) * row_stride + row) * p.dv;
@@ -73,10 +75,13 @@ __global__ void __launch_bounds__(kCombineThreads)
     lse = m + logf(total);
   }
   if (threadIdx.x == 0) {
-    p.lse[seq * p.lse_batch_stride + h * p.lse_head_stride + s * p.lse_seq_stride] = lse;
+    p.lse[batch * p.lse_batch_stride + h * p.lse_head_stride + s * p.lse_seq_stride] = lse;
   }
+  // Attention sink: scales the output, not lse (a sink of +inf gives 0).
+  const float sink_factor =
+      p.attn_sink != nullptr && isfinite(lse) ? 1.f / (1.f + __expf(p.attn_sink[h] - lse)) : 1.f;
 
-  Elem* out = static_cast<Elem*>(p.out) + seq * p.out_batch_stride + s * p.out_seq_stride +
+  Elem* out = static_cast<Elem*>(p.out) + batch * p.out_batch_stride + s * p.out_seq_stride +
               h * p.out_head_stride;
   const bool empty = !nan && m == -INFINITY;
   if ((p.dv & 3) == 0) {
@@ -86,7 +91,7 @@ __global__ void __launch_bounds__(kCombineThreads)
       if (!empty) {
 #pragma unroll 4
         for (int i = 0; i < splits; ++i) {
-          const float w = nan ? NAN : __expf(lse_in[i * row_stride] - lse);
+          const float w = nan ? NAN : __expf(lse_in[i * row_stride] - lse) * sink_factor;
           const float4 v = *reinterpret_cast<const float4*>(out_in + i * row_stride * p.dv + c);
           acc.x += w * v.x;
           acc.y += w * v.y;
@@ -105,7 +110,7 @@ __global__ void __launch_bounds__(kCombineThreads)
       if (!empty) {
 #pragma unroll 4
         for (int i = 0; i < splits; ++i) {
-          const float w = nan ? NAN : __expf(lse_in[i * row_stride] - lse);
+          const float w = nan ? NAN : __expf(lse_in[i * row_stride] - lse) * sink_factor;
           acc += w * out_in[i * row_stride * p.dv + c];
         }
       }
@@ -116,8 +121,8 @@ __global__ void __launch_bounds__(kCombineThreads)
 
 }  // namespace
 
-void launch_combine(const DenseDecodeParams& p, cudaStream_t stream) {
-  const dim3 grid(p.batch_size, p.s_q * p.h_q);
+void launch_combine(const CombineParams& p, cudaStream_t stream) {
+  const dim3 grid(p.plan_sequences, (p.s_q / p.fold) * p.h_q);
   if (p.act_type == ActType::kBF16) {
     combine_kernel<__nv_bfloat16><<<grid, kCombineThreads, 0, stream>>>(p);
   } else {

@@ -1,6 +1,6 @@
 // Dense decode kernels for bf16 q/KV with head dim 576.
-#include "cuda/sm90/decode/dense_decode_launch.cuh"
+#include "cuda/sm90/decode/decode_launch.cuh"
 
 namespace flashmla::detail::cuda::sm90 {
-FLASHMLA_DEFINE_DENSE_DECODE_LAUNCH(__nv_bfloat16, 576)
+FLASHMLA_INSTANTIATE_DECODE(__nv_bfloat16, 576, false, false)
 }  // namespace flashmla::detail::cuda::sm90

@@ -1,10 +1,12 @@
-// The split-KV dense MLA decode kernel.
+// The split-KV MLA decode kernel, dense and token-sparse.
 //
 // One CTA = one (worker, KV head, query-row tile). The worker's contiguous range of
-// (sequence, token) work comes from the split schedule (common/split_plan.h); for each piece of a
-// sequence the CTA:
+// (plan sequence, token) work comes from the split schedule (common/split_plan.h); a plan sequence
+// is a batch entry (dense) or one query token (sparse), see decode_args.h. For each piece of a
+// plan sequence the CTA:
 //   1. loads its Q tile (kRows query rows x d) into shared memory,
-//   2. streams the piece's KV rows through a kStages-deep cp.async pipeline of kTileN tokens,
+//   2. streams the piece's KV rows (kv_tile_loader.cuh) through a kStages-deep cp.async pipeline
+//      of kTileN tokens (FP8 caches: staged, then converted to a bf16 tile),
 //   3. per tile computes S = Q K^T, an online softmax in registers (row maxima exchanged through
 //      shared memory), writes P to shared memory and accumulates O += P V in registers,
 //   4. writes O / l and lse either to the final output (the sequence has one split) or to the
@@ -13,10 +15,9 @@
 // for S, every warp owning 64 of the 512 value columns for P V) or on Hopper wgmma (64-row
 // tiles; see DecodeConfig::kWgmma).
 //
-// Shared-memory tiles use the canonical 128-byte-swizzle layout of wgmma: the tile is cut into
-// column blocks of 64 elements (128 bytes), each stored row after row, and the 16-byte chunk c of
-// row r sits at chunk position c ^ (r % 8). ldmatrix over 8 consecutive rows is then free of bank
-// conflicts, and wgmma reads the same buffers through descriptors.
+// Shared-memory operand tiles use the canonical 128-byte-swizzle layout of wgmma (see
+// tile_chunk_offset): ldmatrix over 8 consecutive rows is free of bank conflicts, and wgmma reads
+// the same buffers through descriptors.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -25,27 +26,22 @@
 #include <cmath>
 #include <cstdint>
 
-#include "common/decode_params.h"
 #include "common/split_plan.h"
+#include "cuda/sm90/decode/decode_args.h"
+#include "cuda/sm90/decode/kv_tile_loader.cuh"
 #include "cuda/sm90/decode/ptx.cuh"
 #include "cuda/sm90/decode/wgmma.cuh"
 
 namespace flashmla::detail::cuda::sm90 {
 
-// Everything the kernel needs besides the API's params: derived once on the host.
-struct DenseDecodeArgs {
-  DenseDecodeParams p;
-  int rows;          // s_q * q_per_kv: query rows per KV head
-  int row_tiles;     // ceil(rows / kRows)
-  float scale_log2;  // softmax_scale * log2(e): scores are kept in the exp2 domain
-  bool q_aligned;    // q rows start on 16 bytes: cp.async may be used
-  bool kv_aligned;   // likewise for KV rows
-};
-
 template <typename Elem_, int kD_, int kRows_, int kTileN_, int kStages_, bool kWgmma_ = false,
-          bool kQInRegs_ = false>
+          bool kQInRegs_ = false, bool kFP8_ = false, bool kSparse_ = false>
 struct DecodeConfig {
   using Elem = Elem_;
+  // KV rows in the FP8-with-scale format (Elem is then bf16), and rows addressed by index lists
+  // (token-sparse decode) instead of a block table.
+  static constexpr bool kFP8 = kFP8_;
+  static constexpr bool kSparse = kSparse_;
   // mma.sync path: keep each S warp's Q fragments (16 rows x d) in registers for the whole
   // piece instead of re-reading them from shared memory every tile. With few rows the S warps
   // would otherwise read Q 8 times per tile, and shared-memory bandwidth, not DRAM, would bound
@@ -57,10 +53,13 @@ struct DecodeConfig {
   // straight from the swizzled shared-memory tiles. The warp-to-row mapping of the S
   // accumulators is the same in both paths, so the softmax code is shared.
   static constexpr bool kWgmma = kWgmma_;
-  static constexpr int kD = kD_;            // head dim of q and k: 576 or 512
-  static constexpr int kRows = kRows_;      // query rows per CTA: 16, 32 or 64
-  static constexpr int kTileN = kTileN_;    // KV tokens per pipeline stage: 32 or 64
-  static constexpr int kStages = kStages_;  // pipeline depth
+  static constexpr int kD = kD_;          // head dim of q and k: 576 or 512
+  static constexpr int kRows = kRows_;    // query rows per CTA: 16, 32 or 64
+  static constexpr int kTileN = kTileN_;  // KV tokens per pipeline stage: 32 or 64
+  // Pipeline depth: operand tiles in flight (bf16/fp16 rows), or FP8 staging buffers, each
+  // converted in turn into a single operand tile.
+  static constexpr int kStages = kStages_;
+  static constexpr int kOperandTiles = kFP8 ? 1 : kStages;
   static constexpr int kThreads = 256;
   static constexpr int kWarps = kThreads / 32;
   static constexpr int kDvMax = kWarps * 64;  // value columns computed: 512
@@ -84,27 +83,28 @@ struct DecodeConfig {
   static constexpr int kKVBytes = kTileN * kD * 2;
   static constexpr int kPRowBytes = kTileN * 2;
   static constexpr int kPBytes = kRows * kPRowBytes;
+  static constexpr int kStagingBytes = kFP8 ? kTileN * 656 : 0;
+  // Sparse: which rows of a tile take part in the softmax, per tile in flight (FP8 refills a
+  // staging buffer before the current tile's scores are masked, hence one more).
+  static constexpr int kValidSlots = kSparse ? (kFP8 ? kStages + 1 : kStages) : 0;
   static constexpr int kOffQ = 0;
   static constexpr int kOffKV = kOffQ + kQBytes;
-  static constexpr int kOffP = kOffKV + kStages * kKVBytes;
-  static constexpr int kOffRed = kOffP + kPBytes;                 // float [kSWarpsN][kRows]
-  static constexpr int kOffRow = kOffRed + kSWarpsN * kRows * 4;  // float [kRows]
-  static constexpr int kSmemBytes = kOffRow + kRows * 4;
+  static constexpr int kOffP = kOffKV + kOperandTiles * kKVBytes;
+  static constexpr int kOffStaging = kOffP + kPBytes;
+  static constexpr int kOffRed = kOffStaging + kStages * kStagingBytes;  // float [kSWarpsN][kRows]
+  static constexpr int kOffRow = kOffRed + kSWarpsN * kRows * 4;         // float [kRows]
+  static constexpr int kOffValid = kOffRow + kRows * 4;                  // uint8 [slots][kTileN]
+  static constexpr int kSmemBytes = kOffValid + kValidSlots * kTileN;
   static_assert(kSmemBytes <= 227 * 1024, "exceeds the 227 KB a Hopper CTA may use");
   static_assert(kTileN == 32 || kTileN == 64, "P tile swizzle handles 64- and 128-byte rows");
   static_assert(!(kWgmma && kQInRegs), "wgmma reads Q from shared memory");
+  static_assert(!kFP8 || (kD == 576 && kTileN == 64), "FP8 rows hold d = 576 values");
   static_assert(!kWgmma || (kRows == 64 && kTileN == 64 && kSWarpsM == 4 && kSWarpsN == 2 &&
                             kSNTiles == 4 && kD / 64 >= 8),
                 "the wgmma path is written for 64 x 64 tiles and 512 value columns");
   static_assert(!kWgmma || (kOffKV % 1024 == 0 && kKVBytes % 1024 == 0 && kOffP % 1024 == 0),
                 "wgmma operand tiles must start on 1024-byte swizzle atoms");
 };
-
-// Byte offset of 16-byte chunk `chunk` (0 .. d/8-1) of row `r` in a swizzled tile of `R` rows.
-template <int R>
-__device__ __forceinline__ uint32_t tile_chunk_offset(int r, int chunk) {
-  return static_cast<uint32_t>((((chunk >> 3) * R + r) << 7) + (((chunk & 7) ^ (r & 7)) << 4));
-}
 
 // Byte offset of 16-byte chunk `chunk` of row `r` in the P tile (kTileN*2 bytes per row).
 template <int kPRowBytes>
@@ -113,128 +113,6 @@ __device__ __forceinline__ uint32_t p_chunk_offset(int r, int chunk) {
     return static_cast<uint32_t>((r << 7) + ((chunk ^ (r & 7)) << 4));
   } else {  // 64-byte rows: two rows share a 128-byte line, so swizzle with bits 1-2 of r
     return static_cast<uint32_t>((r << 6) + ((chunk ^ ((r >> 1) & 3)) << 4));
-  }
-}
-
-// Copies 16 bytes (8 elements) from global to shared memory without cp.async, for rows that are
-// not 16-byte aligned. Slow, but only strided views that no framework produces take this path.
-template <typename Elem>
-__device__ __forceinline__ void copy_16_unaligned(uint8_t* smem_base, uint32_t offset,
-                                                  const Elem* src, bool valid) {
-  uint16_t v[8];
-#pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    v[i] = valid ? reinterpret_cast<const uint16_t*>(src)[i] : uint16_t{0};
-  }
-  uint4 packed;
-  packed.x = v[0] | (uint32_t{v[1]} << 16);
-  packed.y = v[2] | (uint32_t{v[3]} << 16);
-  packed.z = v[4] | (uint32_t{v[5]} << 16);
-  packed.w = v[6] | (uint32_t{v[7]} << 16);
-  *reinterpret_cast<uint4*>(smem_base + offset) = packed;
-}
-
-// Loads query rows [row0, row0 + kRows) of (seq, kv_head) into sQ; rows past `rows` are zeros.
-template <class Cfg>
-__device__ __forceinline__ void load_q_tile(uint8_t* smem, const DenseDecodeArgs& a, int seq,
-                                            int kv_head, int row0) {
-  using Elem = typename Cfg::Elem;
-  const DenseDecodeParams& p = a.p;
-  const int c_lo = threadIdx.x & 7;  // 8 threads per row, each a 16-byte chunk of every block
-  constexpr int kRowsPerPass = Cfg::kThreads / 8;
-#pragma unroll
-  for (int pass = 0; pass < (Cfg::kRows + kRowsPerPass - 1) / kRowsPerPass; ++pass) {
-    const int r = (threadIdx.x >> 3) + pass * kRowsPerPass;
-    if (r < Cfg::kRows) {
-      const int gr = row0 + r;
-      const bool valid = gr < a.rows;
-      const Elem* src = static_cast<const Elem*>(p.q);
-      if (valid) {
-        const int s = gr / p.q_per_kv;
-        const int h = kv_head * p.q_per_kv + (gr - s * p.q_per_kv);
-        src += seq * p.q_batch_stride + s * p.q_seq_stride + h * p.q_head_stride;
-      }
-#pragma unroll
-      for (int blk = 0; blk < Cfg::kColBlocks; ++blk) {
-        const int chunk = blk * 8 + c_lo;
-        const uint32_t off = Cfg::kOffQ + tile_chunk_offset<Cfg::kRows>(r, chunk);
-        if (a.q_aligned) {
-          ptx::cp_async_16(ptx::smem_addr(smem) + off, src + chunk * 8, valid);
-        } else {
-          copy_16_unaligned(smem, off, src + chunk * 8, valid);
-        }
-      }
-    }
-  }
-}
-
-// Block ids of the KV rows this thread copies in one tile (rows tid/8 + 32*i). They are read one
-// tile ahead of the copies that use them, so the dependent block-table load never stalls the
-// thread in the middle of the pipeline.
-constexpr int kPastEnd = INT32_MIN;  // token at or past the piece's end: zero-fill, not an error
-
-template <class Cfg>
-struct KVRowBlocks {
-  int id[Cfg::kTileN / (Cfg::kThreads / 8)];
-};
-
-template <class Cfg>
-__device__ __forceinline__ KVRowBlocks<Cfg> fetch_row_blocks(const DenseDecodeParams& p,
-                                                             const int32_t* block_row,
-                                                             int tile_start, int token_end) {
-  KVRowBlocks<Cfg> b;
-  constexpr int kRowsPerPass = Cfg::kThreads / 8;
-#pragma unroll
-  for (int pass = 0; pass < Cfg::kTileN / kRowsPerPass; ++pass) {
-    const int t = tile_start + (threadIdx.x >> 3) + pass * kRowsPerPass;
-    const int page = t / p.kv.page_block_size;
-    b.id[pass] = t >= token_end ? kPastEnd : page < p.max_blocks_per_seq ? block_row[page] : -1;
-  }
-  return b;
-}
-
-// Loads KV tokens [tile_start, tile_start + kTileN) of (seq, kv_head) into one pipeline stage.
-// Tokens at or past the piece's end are zero-filled and never read: their pages may not exist,
-// and a NaN there would poison P V even under a zero weight. A block id outside the cache marks
-// the piece bad instead of being dereferenced.
-template <class Cfg>
-__device__ __forceinline__ void load_kv_tile(uint8_t* smem, uint32_t stage_offset,
-                                             const DenseDecodeArgs& a,
-                                             const KVRowBlocks<Cfg>& blocks, int kv_head,
-                                             int tile_start, bool& bad) {
-  using Elem = typename Cfg::Elem;
-  const DenseDecodeParams& p = a.p;
-  const KVCacheView& kv = p.kv;
-  const int c_lo = threadIdx.x & 7;
-  constexpr int kRowsPerPass = Cfg::kThreads / 8;
-  static_assert(Cfg::kTileN % kRowsPerPass == 0, "whole passes");
-#pragma unroll
-  for (int pass = 0; pass < Cfg::kTileN / kRowsPerPass; ++pass) {
-    const int r = (threadIdx.x >> 3) + pass * kRowsPerPass;
-    const int t = tile_start + r;
-    const int block = blocks.id[pass];
-    bool valid = block != kPastEnd;
-    const Elem* src = static_cast<const Elem*>(kv.data);
-    if (valid) {
-      if (block < 0 || block >= kv.num_blocks) {
-        bad = true;
-        valid = false;
-      } else {
-        const int page = t / kv.page_block_size;
-        src += block * kv.block_stride + (t - page * kv.page_block_size) * kv.row_stride +
-               kv_head * kv.head_stride;
-      }
-    }
-#pragma unroll
-    for (int blk = 0; blk < Cfg::kColBlocks; ++blk) {
-      const int chunk = blk * 8 + c_lo;
-      const uint32_t off = stage_offset + tile_chunk_offset<Cfg::kTileN>(r, chunk);
-      if (a.kv_aligned) {
-        ptx::cp_async_16(ptx::smem_addr(smem) + off, src + chunk * 8, valid);
-      } else {
-        copy_16_unaligned(smem, off, src + chunk * 8, valid);
-      }
-    }
   }
 }
 
@@ -258,44 +136,56 @@ __device__ __forceinline__ void store_pair(float* out, int col, int dv, float x0
   }
 }
 
-// Processes one piece (a token range of one sequence) for this CTA's KV head and row tile.
+// Processes one piece (a token or slot range of one plan sequence) for this CTA's KV head and
+// row tile. `s_base`: the plan sequence's first query token (sparse: its only one).
 template <class Cfg>
-__device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArgs& a, int seq,
+__device__ __forceinline__ void decode_piece(uint8_t* smem, const DecodeKernelArgs& a,
+                                             const PieceSource& src, int s_base, int seq_len,
                                              int kv_head, int row0, int token_begin, int token_end,
                                              int split_index, bool write_final) {
   using Elem = typename Cfg::Elem;
-  const DenseDecodeParams& p = a.p;
   const int tid = threadIdx.x;
   const int warp = tid >> 5;
   const int lane = tid & 31;
   const int g = lane >> 2;  // accumulator row within an 8-row group
   const int t4 = lane & 3;  // accumulator column pair
 
-  const int seq_len = max(p.cache_seqlens[seq], 0);
-  const int32_t* block_row = p.block_table + static_cast<int64_t>(seq) * p.block_table_batch_stride;
   const int num_tiles =
       token_end > token_begin ? (token_end - token_begin + Cfg::kTileN - 1) / Cfg::kTileN : 0;
 
   float* red = reinterpret_cast<float*>(smem + Cfg::kOffRed);      // [kSWarpsN][kRows]
   float* row_val = reinterpret_cast<float*>(smem + Cfg::kOffRow);  // [kRows]
+  uint8_t* valid = smem + Cfg::kOffValid;                          // [kValidSlots][kTileN]
 
   __syncthreads();  // the previous piece is done with every shared buffer
 
+  // Tiles in flight: native rows fill kStages - 1 operand tiles ahead; FP8 rows fill all
+  // kStages staging buffers ahead (each is converted into the operand tile when its turn comes).
+  constexpr int kAhead = Cfg::kFP8 ? Cfg::kStages : Cfg::kStages - 1;
+  auto buffer_of = [](int slot) {
+    return Cfg::kFP8 ? Cfg::kOffStaging + slot * Cfg::kStagingBytes
+                     : Cfg::kOffKV + slot * Cfg::kKVBytes;
+  };
+  auto valid_of = [&](int tile) {
+    return Cfg::kSparse
+               ? valid + (tile % (Cfg::kValidSlots > 0 ? Cfg::kValidSlots : 1)) * Cfg::kTileN
+               : valid;
+  };
   bool bad = false;
-  load_q_tile<Cfg>(smem, a, seq, kv_head, row0);
+  load_q_tile<Cfg>(smem, a, src.batch, s_base, kv_head, row0);
   ptx::cp_async_commit();
 #pragma unroll
-  for (int s = 0; s < Cfg::kStages - 1; ++s) {
+  for (int s = 0; s < kAhead; ++s) {
     if (s < num_tiles) {
       const int start = token_begin + s * Cfg::kTileN;
-      load_kv_tile<Cfg>(smem, Cfg::kOffKV + s * Cfg::kKVBytes, a,
-                        fetch_row_blocks<Cfg>(p, block_row, start, token_end), kv_head, start, bad);
+      load_kv_tile<Cfg>(smem, buffer_of(s), valid_of(s), a,
+                        fetch_row_ids<Cfg>(a, src, start, token_end), kv_head, start, bad);
     }
     ptx::cp_async_commit();  // empty groups keep the wait counts uniform
   }
-  // Block ids of the next tile to load (tile kStages - 1), fetched a whole tile early.
-  KVRowBlocks<Cfg> next_blocks = fetch_row_blocks<Cfg>(
-      p, block_row, token_begin + (Cfg::kStages - 1) * Cfg::kTileN, token_end);
+  // Row ids of the next tile to load (tile kAhead), fetched a whole tile early.
+  KVRowIds<Cfg> next_ids =
+      fetch_row_ids<Cfg>(a, src, token_begin + kAhead * Cfg::kTileN, token_end);
 
   // ---- S-warp state: this thread's two rows (g and g + 8 of the warp's 16-row block).
   const bool s_warp = warp < Cfg::kSWarps;
@@ -306,11 +196,11 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
   // Exclusive key limits of the two rows: the piece's end, and with causal masking query j of
   // s_q sees keys 0 .. s_k - s_q + j.
   int limit0 = token_end, limit1 = token_end;
-  if (p.causal) {
-    const int s0 = (row0 + srow0) / p.q_per_kv;
-    const int s1 = (row0 + srow1) / p.q_per_kv;
-    limit0 = min(limit0, seq_len - p.s_q + s0 + 1);
-    limit1 = min(limit1, seq_len - p.s_q + s1 + 1);
+  if (!Cfg::kSparse && a.causal) {
+    const int s0 = s_base + (row0 + srow0) / a.q_per_kv;
+    const int s1 = s_base + (row0 + srow1) / a.q_per_kv;
+    limit0 = min(limit0, seq_len - a.s_q + s0 + 1);
+    limit1 = min(limit1, seq_len - a.s_q + s1 + 1);
   }
   float m0 = -INFINITY, m1 = -INFINITY;  // running maxima (log2 domain)
   float l0 = 0.f, l1 = 0.f;              // this thread's share of the running sums
@@ -328,7 +218,7 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
       for (int e = 0; e < 4; ++e) o[mt][nt][e] = 0.f;
   // mma.sync warps whose 64 value columns all lie past dv skip P V. (wgmma warpgroups never
   // skip it: a branch around wgmma makes ptxas serialize them.)
-  const bool pv_warp = Cfg::kWgmma || warp * 64 < p.dv;
+  const bool pv_warp = Cfg::kWgmma || warp * 64 < a.dv;
   float alpha0 = 1.f, alpha1 = 1.f;  // wgmma path: this thread's rows' rescale factors
 
   const uint32_t smem_base = ptx::smem_addr(smem);
@@ -347,28 +237,46 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
   uint32_t qf[Cfg::kQInRegs ? Cfg::kD / 16 : 1][4];
 
   int read_stage = 0;
-  int write_stage = Cfg::kStages - 1;
+  int write_stage = Cfg::kFP8 ? 0 : Cfg::kStages - 1;
   for (int tile = 0; tile < num_tiles; ++tile) {
     const int tile_start = token_begin + tile * Cfg::kTileN;
-    ptx::cp_async_wait<Cfg::kStages - 2>();
-    if constexpr (Cfg::kWgmma) wgmma::fence_proxy_async();  // cp.async data -> wgmma reads
-    __syncthreads();  // tile `tile` (and Q) visible; everyone is done with the previous tile
-
-    // Refill the stage the previous tile used. (The wgmma path does this once both warpgroups'
-    // asynchronous P V of the previous tile has retired, after the row-maximum barrier.)
+    // Issues the copies of tile `tile + kAhead` into buffer `write_stage`: the operand tile the
+    // previous tile used (native rows; the wgmma path does this once both warpgroups' P V of the
+    // previous tile has retired, after the row-maximum barrier), or the staging buffer this
+    // tile was just converted from (FP8 rows).
     auto refill = [&] {
-      if (tile + Cfg::kStages - 1 < num_tiles) {
-        const int start = tile_start + (Cfg::kStages - 1) * Cfg::kTileN;
-        load_kv_tile<Cfg>(smem, Cfg::kOffKV + write_stage * Cfg::kKVBytes, a, next_blocks, kv_head,
-                          start, bad);
-        if (tile + Cfg::kStages < num_tiles) {
-          next_blocks = fetch_row_blocks<Cfg>(p, block_row, start + Cfg::kTileN, token_end);
+      if (tile + kAhead < num_tiles) {
+        const int start = tile_start + kAhead * Cfg::kTileN;
+        load_kv_tile<Cfg>(smem, buffer_of(write_stage), valid_of(tile + kAhead), a, next_ids,
+                          kv_head, start, bad);
+        if (tile + kAhead + 1 < num_tiles) {
+          next_ids = fetch_row_ids<Cfg>(a, src, start + Cfg::kTileN, token_end);
         }
       }
       ptx::cp_async_commit();
       write_stage = write_stage + 1 == Cfg::kStages ? 0 : write_stage + 1;
     };
-    if constexpr (!Cfg::kWgmma) refill();
+    uint32_t kv_stage;
+    if constexpr (Cfg::kFP8) {
+      // Every warp is done with the operand tile (wgmma: its P V has retired) before the
+      // conversion overwrites it.
+      if constexpr (Cfg::kWgmma) wgmma::wait<0>();
+      ptx::cp_async_wait<Cfg::kStages - 1>();
+      __syncthreads();  // staging buffer `tile` (and Q) visible
+      convert_fp8_tile<Cfg>(smem, buffer_of(read_stage), Cfg::kOffKV);
+      if constexpr (Cfg::kWgmma) wgmma::fence_proxy_async();  // converted tile -> wgmma reads
+      __syncthreads();  // operand tile visible; staging buffer `tile` free
+      refill();
+      kv_stage = smem_base + Cfg::kOffKV;
+    } else {
+      ptx::cp_async_wait<Cfg::kStages - 2>();
+      if constexpr (Cfg::kWgmma) wgmma::fence_proxy_async();  // cp.async data -> wgmma reads
+      __syncthreads();  // tile `tile` (and Q) visible; everyone is done with the previous tile
+      if constexpr (!Cfg::kWgmma) refill();
+      kv_stage = smem_base + Cfg::kOffKV + read_stage * Cfg::kKVBytes;
+    }
+    read_stage = read_stage + 1 == Cfg::kStages ? 0 : read_stage + 1;
+    const uint8_t* tile_valid = valid_of(tile);
     if constexpr (Cfg::kQInRegs) {
       if (tile == 0 && s_warp) {
 #pragma unroll
@@ -378,9 +286,6 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
         }
       }
     }
-
-    const uint32_t kv_stage = smem_base + Cfg::kOffKV + read_stage * Cfg::kKVBytes;
-    read_stage = read_stage + 1 == Cfg::kStages ? 0 : read_stage + 1;
 
     float sc[Cfg::kSNTiles][4];
     if constexpr (Cfg::kWgmma) {
@@ -458,11 +363,14 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
       float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
       for (int nt = 0; nt < Cfg::kSNTiles; ++nt) {
-        const int tok = tile_start + wn * Cfg::kSNTiles * 8 + nt * 8 + 2 * t4;
+        const int col = wn * Cfg::kSNTiles * 8 + nt * 8 + 2 * t4;
+        const int tok = tile_start + col;
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          sc[nt][e] = tok + e < limit0 ? sc[nt][e] * a.scale_log2 : -INFINITY;
-          sc[nt][2 + e] = tok + e < limit1 ? sc[nt][2 + e] * a.scale_log2 : -INFINITY;
+          // Sparse: -1 slots and slots past the lists' lengths take no part either.
+          const bool keep = !Cfg::kSparse || tile_valid[col + e];
+          sc[nt][e] = keep && tok + e < limit0 ? sc[nt][e] * a.scale_log2 : -INFINITY;
+          sc[nt][2 + e] = keep && tok + e < limit1 ? sc[nt][2 + e] * a.scale_log2 : -INFINITY;
           mx0 = fmaxf(mx0, sc[nt][e]);
           mx1 = fmaxf(mx1, sc[nt][2 + e]);
         }
@@ -479,7 +387,7 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
     __syncthreads();  // row maxima of all column warps are in `red`
     // wgmma: both warpgroups have retired their P V of the previous tile (each waited before the
     // barrier), so its stage and the P buffer may be overwritten now, not earlier.
-    if constexpr (Cfg::kWgmma) refill();
+    if constexpr (Cfg::kWgmma && !Cfg::kFP8) refill();
 
     if (s_warp) {
       // ---- Online softmax: new maxima, rescale factor, P = exp2(S - m) to shared memory.
@@ -603,6 +511,15 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
   // Also: is any lane's piece bad (a block id outside the cache)? Then the whole piece is NaN.
   const bool any_bad = __syncthreads_or(bad) != 0;
 
+  // Row gr holds query token s_base + gr / q_per_kv, head kv_head * q_per_kv + gr % q_per_kv of
+  // batch entry src.batch; a split's partial rows are [(s - s_base) * h_q + h].
+  auto head_of = [&](int gr) { return kv_head * a.q_per_kv + gr % a.q_per_kv; };
+  auto token_of = [&](int gr) { return s_base + gr / a.q_per_kv; };
+  const int64_t partial_rows = static_cast<int64_t>(a.s_q / a.fold) * a.h_q;
+  auto partial_row = [&](int gr) {
+    return split_index * partial_rows + static_cast<int64_t>(gr / a.q_per_kv) * a.h_q + head_of(gr);
+  };
+
   if (s_warp && wn == 0 && t4 == 0) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
@@ -622,17 +539,22 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
         inv = 0.f;
         lse = write_final ? INFINITY : -INFINITY;
       }
-      row_val[r] = inv;
       const int gr = row0 + r;
       if (gr < a.rows) {
-        const int s = gr / p.q_per_kv;
-        const int h = kv_head * p.q_per_kv + (gr - s * p.q_per_kv);
+        const int s = token_of(gr);
+        const int h = head_of(gr);
         if (write_final) {
-          p.lse[seq * p.lse_batch_stride + h * p.lse_head_stride + s * p.lse_seq_stride] = lse;
+          // Attention sink: out * exp(lse) / (exp(lse) + exp(sink)); lse itself is unchanged.
+          if (a.attn_sink != nullptr && isfinite(lse)) {
+            inv *= 1.f / (1.f + __expf(a.attn_sink[h] - lse));
+          }
+          a.lse[src.batch * a.lse_batch_stride + h * a.lse_head_stride + s * a.lse_seq_stride] =
+              lse;
         } else {
-          p.schedule.partial_lse[(static_cast<int64_t>(split_index) * p.s_q + s) * p.h_q + h] = lse;
+          a.schedule.partial_lse[partial_row(gr)] = lse;
         }
       }
+      row_val[r] = inv;
     }
   }
   __syncthreads();  // 1/l per row is visible
@@ -647,25 +569,22 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
       const int gr = row0 + r;
       if (gr >= a.rows) continue;
       const float inv = row_val[r];
-      const int s = gr / p.q_per_kv;
-      const int h = kv_head * p.q_per_kv + (gr - s * p.q_per_kv);
       if (write_final) {
-        Elem* out = static_cast<Elem*>(p.out) + seq * p.out_batch_stride + s * p.out_seq_stride +
-                    h * p.out_head_stride;
+        Elem* out = static_cast<Elem*>(a.out) + src.batch * a.out_batch_stride +
+                    token_of(gr) * a.out_seq_stride + head_of(gr) * a.out_head_stride;
 #pragma unroll
         for (int j = 0; j < 32; ++j) {
           const int col = wn * 256 + j * 8 + 2 * t4;
           const float x0 = acc[4 * j + 2 * half] * inv, x1 = acc[4 * j + 2 * half + 1] * inv;
-          store_pair(out, col, p.dv, x0, x1);
+          store_pair(out, col, a.dv, x0, x1);
         }
       } else {
-        float* out = p.schedule.partial_out +
-                     ((static_cast<int64_t>(split_index) * p.s_q + s) * p.h_q + h) * p.dv;
+        float* out = a.schedule.partial_out + partial_row(gr) * a.dv;
 #pragma unroll
         for (int j = 0; j < 32; ++j) {
           const int col = wn * 256 + j * 8 + 2 * t4;
           const float x0 = acc[4 * j + 2 * half] * inv, x1 = acc[4 * j + 2 * half + 1] * inv;
-          store_pair(out, col, p.dv, x0, x1);
+          store_pair(out, col, a.dv, x0, x1);
         }
       }
     }
@@ -678,25 +597,22 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
         const int gr = row0 + r;
         if (gr >= a.rows) continue;
         const float inv = row_val[r];
-        const int s = gr / p.q_per_kv;
-        const int h = kv_head * p.q_per_kv + (gr - s * p.q_per_kv);
         if (write_final) {
-          Elem* out = static_cast<Elem*>(p.out) + seq * p.out_batch_stride + s * p.out_seq_stride +
-                      h * p.out_head_stride;
+          Elem* out = static_cast<Elem*>(a.out) + src.batch * a.out_batch_stride +
+                      token_of(gr) * a.out_seq_stride + head_of(gr) * a.out_head_stride;
 #pragma unroll
           for (int nt = 0; nt < 8; ++nt) {
             const int col = warp * 64 + nt * 8 + 2 * t4;
             const float x0 = o[mt][nt][2 * half] * inv, x1 = o[mt][nt][2 * half + 1] * inv;
-            store_pair(out, col, p.dv, x0, x1);
+            store_pair(out, col, a.dv, x0, x1);
           }
         } else {
-          float* out = p.schedule.partial_out +
-                       ((static_cast<int64_t>(split_index) * p.s_q + s) * p.h_q + h) * p.dv;
+          float* out = a.schedule.partial_out + partial_row(gr) * a.dv;
 #pragma unroll
           for (int nt = 0; nt < 8; ++nt) {
             const int col = warp * 64 + nt * 8 + 2 * t4;
             const float x0 = o[mt][nt][2 * half] * inv, x1 = o[mt][nt][2 * half + 1] * inv;
-            store_pair(out, col, p.dv, x0, x1);
+            store_pair(out, col, a.dv, x0, x1);
           }
         }
       }
@@ -706,29 +622,45 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DenseDecodeArg
 
 template <class Cfg>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
-    dense_decode_kernel(const __grid_constant__ DenseDecodeArgs a) {
+    decode_kernel(const __grid_constant__ DecodeKernelArgs a) {
   extern __shared__ __align__(1024) uint8_t smem[];
-  const DenseDecodeParams& p = a.p;
   // CTAs of one worker are adjacent (row tile fastest, then KV head) so that the ones reading
   // the same KV rows run at the same time and share them through L2.
   const int row_tile = blockIdx.x % a.row_tiles;
-  const int kv_head = (blockIdx.x / a.row_tiles) % p.h_kv;
-  const int worker = blockIdx.x / (a.row_tiles * p.h_kv);
-  const int32_t* sched = p.schedule.worker_schedule + worker * kScheduleStride;
+  const int kv_head = (blockIdx.x / a.row_tiles) % a.h_kv;
+  const int worker = blockIdx.x / (a.row_tiles * a.h_kv);
+  const int32_t* sched = a.schedule.worker_schedule + worker * kScheduleStride;
   const int begin_seq = sched[kBeginSeq];
   const int begin_token = sched[kBeginToken];
   const int end_seq = sched[kEndSeq];
   const int end_token = sched[kEndToken];
   const int begin_split = sched[kBeginSplit];
-  const int32_t* offsets = p.schedule.split_offsets;
+  const int32_t* offsets = a.schedule.split_offsets;
 
   for (int seq = begin_seq; seq <= end_seq; ++seq) {
-    const int len = max(p.cache_seqlens[seq], 0);
+    PieceSource src{};
+    src.batch = seq / a.fold;
+    const int s_base = seq - src.batch * a.fold;
+    int len;
+    if constexpr (Cfg::kSparse) {
+      len = a.sparse_slots;
+#pragma unroll
+      for (int l = 0; l < 2; ++l) {
+        const IndexListView& list = a.lists[l];
+        src.list[l] = list.indices + src.batch * list.batch_stride + s_base * list.seq_stride;
+        src.count[l] = list.topk_length != nullptr
+                           ? max(0, min(list.topk, __ldg(list.topk_length + src.batch)))
+                           : list.topk;
+      }
+    } else {
+      len = max(a.cache_seqlens[src.batch], 0);
+      src.table = a.block_table + src.batch * a.block_table_batch_stride;
+    }
     const int token_begin = seq == begin_seq ? min(begin_token, len) : 0;
     const int token_end = seq == end_seq ? min(end_token, len) : len;
     const int splits = offsets[seq + 1] - offsets[seq];
     const int split_index = offsets[seq] + (seq == begin_seq ? begin_split : 0);
-    decode_piece<Cfg>(smem, a, seq, kv_head, row_tile * Cfg::kRows, token_begin,
+    decode_piece<Cfg>(smem, a, src, s_base, len, kv_head, row_tile * Cfg::kRows, token_begin,
                       max(token_end, token_begin), split_index, splits <= 1);
   }
 }

@@ -1,0 +1,65 @@
+// Launching one configuration of the decode kernel. Included by the instantiation files (one
+// per element type, head dim, cache format and dense/sparse, so that they compile in parallel).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "cuda/common/check.h"
+#include "cuda/common/device_info.h"
+#include "cuda/sm90/decode/decode_kernel.cuh"
+
+namespace flashmla::detail::cuda::sm90 {
+
+template <class Cfg>
+void launch_decode(const DecodeKernelArgs& a, cudaStream_t stream) {
+  const auto kernel = decode_kernel<Cfg>;
+  set_max_dynamic_smem(reinterpret_cast<const void*>(kernel), Cfg::kSmemBytes);
+  const long long grid = static_cast<long long>(a.schedule.num_workers) * a.h_kv * a.row_tiles;
+  if (grid < 1 || grid > 0x7fffffffLL) {
+    throw Error(
+        ErrorKind::kNotSupported, "",
+        "decode grid of " + std::to_string(grid) + " CTAs is outside what one launch can take");
+  }
+  kernel<<<static_cast<unsigned>(grid), Cfg::kThreads, Cfg::kSmemBytes, stream>>>(a);
+  FLASHMLA_CUDA_CHECK_LAUNCH("decode_kernel");
+}
+
+// The configurations used for each query-row tile size (see tile_shape.h); all stream the KV
+// rows in 64-token tiles:
+//   16 rows (memory-bound, e.g. h_q / h_kv = 16, s_q = 1): Q fragments held in registers;
+//   32 rows: Q from shared memory (in registers it spills, and measured slower);
+//   64 rows (compute-bound): tensor work on wgmma (the 72 KB Q tile leaves room for two stages).
+// bf16/fp16 rows are double-buffered. FP8 rows go through 41 KB staging buffers, as many as fit
+// beside the Q tile and the single converted operand tile: 3, 2 and 1.
+// Measured on the H200 and rejected: 32-token stages 5 deep (16/32 rows: 12% / 27% slower),
+// two 16-row tiles for 32 rows (35% slower), mma.sync for 64 rows (about 1.4x slower).
+template <typename Elem, int kD, bool kFP8, bool kSparse>
+struct DecodeConfigs {
+  using Rows16 =
+      DecodeConfig<Elem, kD, 16, 64, kFP8 ? 3 : 2, false, /*kQInRegs=*/true, kFP8, kSparse>;
+  using Rows32 = DecodeConfig<Elem, kD, 32, 64, 2, false, false, kFP8, kSparse>;
+  using Rows64 =
+      DecodeConfig<Elem, kD, 64, 64, kFP8 ? 1 : 2, /*kWgmma=*/true, false, kFP8, kSparse>;
+};
+
+// Runs the configuration for `tile_rows` (16, 32 or 64 rows per tile).
+template <typename Elem, int kD, bool kFP8, bool kSparse>
+void launch_decode_for_rows(const DecodeKernelArgs& a, int tile_rows, cudaStream_t stream) {
+  using Configs = DecodeConfigs<Elem, kD, kFP8, kSparse>;
+  if (tile_rows == 16) {
+    launch_decode<typename Configs::Rows16>(a, stream);
+  } else if (tile_rows == 32) {
+    launch_decode<typename Configs::Rows32>(a, stream);
+  } else {
+    launch_decode<typename Configs::Rows64>(a, stream);
+  }
+}
+
+// Explicit instantiation, one per instantiations/*.cu file.
+#define FLASHMLA_INSTANTIATE_DECODE(ELEM, D, FP8, SPARSE)                                  \
+  template void launch_decode_for_rows<ELEM, D, FP8, SPARSE>(const DecodeKernelArgs&, int, \
+                                                             cudaStream_t);
+
+}  // namespace flashmla::detail::cuda::sm90

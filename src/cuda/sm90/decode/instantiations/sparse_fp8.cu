@@ -1,0 +1,6 @@
+// Token-sparse decode kernels for bf16 q over an FP8-with-scale KV cache (d = 576).
+#include "cuda/sm90/decode/decode_launch.cuh"
+
+namespace flashmla::detail::cuda::sm90 {
+FLASHMLA_INSTANTIATE_DECODE(__nv_bfloat16, 576, true, true)
+}  // namespace flashmla::detail::cuda::sm90

@@ -1,0 +1,268 @@
+// Moving Q and KV tiles into shared memory for the decode kernel (decode_kernel.cuh).
+//
+// KV rows come from one of two places: dense decode walks a sequence's tokens through its block
+// table, sparse decode walks a query's index slots. Either way each thread first fetches the raw
+// ids (block id or cache-row index) of the rows it copies, one tile ahead of the copy, so that
+// the dependent load never stalls the pipeline; the copy then turns ids into addresses.
+//
+// Two row formats: bf16/fp16 rows are copied with cp.async straight into the swizzled operand
+// tile; FP8-with-scale rows (656 bytes, MLA.md section 3) are copied with cp.async into a staging
+// buffer and converted to a bf16 operand tile by all threads (fp8 * power-of-two scale is exact in
+// bf16, so the tensor-core math sees exactly the dequantized cache).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+
+#include <cstdint>
+
+#include "cuda/sm90/decode/decode_args.h"
+#include "cuda/sm90/decode/ptx.cuh"
+
+namespace flashmla::detail::cuda::sm90 {
+
+// FP8-with-scale row: 512 e4m3 values, 4 fp32 scales (one per 128 values), 64 bf16 rope values.
+inline constexpr int kFP8RowBytes = 656;
+inline constexpr int kFP8RowChunks = kFP8RowBytes / 16;  // 41
+inline constexpr int kFP8ScaleOffset = 512;
+inline constexpr int kFP8RopeOffset = 528;
+
+// Byte offset of 16-byte chunk `chunk` (0 .. d/8-1) of row `r` in a swizzled tile of `R` rows:
+// column blocks of 64 elements (128 bytes) stored row after row, chunk c of row r at c ^ (r % 8).
+template <int R>
+__device__ __forceinline__ uint32_t tile_chunk_offset(int r, int chunk) {
+  return static_cast<uint32_t>((((chunk >> 3) * R + r) << 7) + (((chunk & 7) ^ (r & 7)) << 4));
+}
+
+// Copies 16 bytes from global to shared memory without cp.async, for rows that are not 16-byte
+// aligned. Slow, but only strided views that no framework produces take this path.
+__device__ __forceinline__ void copy_16_unaligned(uint8_t* smem_base, uint32_t offset,
+                                                  const void* src, bool valid) {
+  uint32_t w[4];
+  const auto* bytes = static_cast<const uint8_t*>(src);
+  if (reinterpret_cast<uintptr_t>(src) % 2 == 0) {  // element-aligned bf16/fp16 rows
+    const auto* halves = static_cast<const uint16_t*>(src);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      w[i] = valid ? halves[2 * i] | (uint32_t{halves[2 * i + 1]} << 16) : 0u;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      w[i] = valid ? bytes[4 * i] | (uint32_t{bytes[4 * i + 1]} << 8) |
+                         (uint32_t{bytes[4 * i + 2]} << 16) | (uint32_t{bytes[4 * i + 3]} << 24)
+                   : 0u;
+    }
+  }
+  *reinterpret_cast<uint4*>(smem_base + offset) = make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+__device__ __forceinline__ void copy_16(uint8_t* smem, uint32_t offset, const void* src, bool valid,
+                                        bool aligned) {
+  if (aligned) {
+    ptx::cp_async_16(ptx::smem_addr(smem) + offset, src, valid);
+  } else {
+    copy_16_unaligned(smem, offset, src, valid);
+  }
+}
+
+// Loads query rows [row0, row0 + kRows) of (batch entry, tokens from s_base, kv_head) into sQ;
+// rows past `rows` are zeros. Row gr is token s_base + gr / q_per_kv, head gr % q_per_kv of the
+// KV head's group.
+template <class Cfg>
+__device__ __forceinline__ void load_q_tile(uint8_t* smem, const DecodeKernelArgs& a, int batch,
+                                            int s_base, int kv_head, int row0) {
+  using Elem = typename Cfg::Elem;
+  const int c_lo = threadIdx.x & 7;  // 8 threads per row, each a 16-byte chunk of every block
+  constexpr int kRowsPerPass = Cfg::kThreads / 8;
+#pragma unroll
+  for (int pass = 0; pass < (Cfg::kRows + kRowsPerPass - 1) / kRowsPerPass; ++pass) {
+    const int r = (threadIdx.x >> 3) + pass * kRowsPerPass;
+    if (r < Cfg::kRows) {
+      const int gr = row0 + r;
+      const bool valid = gr < a.rows;
+      const Elem* src = static_cast<const Elem*>(a.q);
+      if (valid) {
+        const int s = s_base + gr / a.q_per_kv;
+        const int h = kv_head * a.q_per_kv + gr % a.q_per_kv;
+        src += batch * a.q_batch_stride + s * a.q_seq_stride + h * a.q_head_stride;
+      }
+#pragma unroll
+      for (int blk = 0; blk < Cfg::kColBlocks; ++blk) {
+        const int chunk = blk * 8 + c_lo;
+        copy_16(smem, Cfg::kOffQ + tile_chunk_offset<Cfg::kRows>(r, chunk), src + chunk * 8, valid,
+                a.q_aligned);
+      }
+    }
+  }
+}
+
+// Raw ids of the KV rows this thread copies in one tile (rows tid/8 + 32*i): a block id (dense)
+// or a cache-row index (sparse), fetched one tile ahead of the copy.
+constexpr int kPastEnd = INT32_MIN;  // row at or past the piece's end, or a slot that does not
+                                     // count: zero-filled and masked, not an error
+
+template <class Cfg>
+struct KVRowIds {
+  int id[Cfg::kTileN / (Cfg::kThreads / 8)];
+};
+
+// What one piece of a plan sequence reads: its batch entry and, for sparse, the counted slots
+// of each index list.
+struct PieceSource {
+  int batch;
+  int s;                   // sparse: the query token
+  const int32_t* table;    // dense: the batch entry's block-table row
+  const int32_t* list[2];  // sparse: the token's index lists
+  int count[2];            // sparse: slots that count in each list
+};
+
+template <class Cfg>
+__device__ __forceinline__ KVRowIds<Cfg> fetch_row_ids(const DecodeKernelArgs& a,
+                                                       const PieceSource& src, int tile_start,
+                                                       int token_end) {
+  KVRowIds<Cfg> ids;
+  constexpr int kRowsPerPass = Cfg::kThreads / 8;
+#pragma unroll
+  for (int pass = 0; pass < Cfg::kTileN / kRowsPerPass; ++pass) {
+    const int t = tile_start + (threadIdx.x >> 3) + pass * kRowsPerPass;
+    if constexpr (Cfg::kSparse) {
+      // Selects, not indexing: a runtime index into src's arrays would put them on the stack.
+      const bool first = t < a.lists[0].topk;
+      const int k = first ? t : t - a.lists[0].topk;
+      const int count = first ? src.count[0] : src.count[1];
+      const int32_t* list = first ? src.list[0] : src.list[1];
+      ids.id[pass] = t < token_end && k < count ? __ldg(list + k) : kPastEnd;
+    } else {
+      const int page = t / a.kv.page_block_size;
+      ids.id[pass] = t >= token_end                ? kPastEnd
+                     : page < a.max_blocks_per_seq ? __ldg(src.table + page)
+                                                   : -1;
+    }
+  }
+  return ids;
+}
+
+// Address of the row with raw id `id` for token/slot `t`, or nullptr when the row is skipped
+// (past the end, or a -1 slot). An id that lies outside the cache sets `bad` (the piece then
+// outputs NaN) instead of being dereferenced.
+template <class Cfg>
+__device__ __forceinline__ const uint8_t* row_address(const DecodeKernelArgs& a, int id, int t,
+                                                      int kv_head, bool& bad) {
+  if (id == kPastEnd) return nullptr;
+  constexpr int64_t kStrideBytes = Cfg::kFP8 ? 1 : 2;
+  if constexpr (Cfg::kSparse) {
+    const KVCacheView& kv = t < a.lists[0].topk ? a.lists[0].kv : a.lists[1].kv;
+    if (id == -1) return nullptr;
+    if (id < -1 || id / kv.page_block_size >= kv.num_blocks) {
+      bad = true;
+      return nullptr;
+    }
+    const int page = id / kv.page_block_size;
+    const int64_t offset =
+        page * kv.block_stride + (id - page * kv.page_block_size) * kv.row_stride;
+    return static_cast<const uint8_t*>(kv.data) + offset * kStrideBytes;
+  } else {
+    const KVCacheView& kv = a.kv;
+    if (id < 0 || id >= kv.num_blocks) {
+      bad = true;
+      return nullptr;
+    }
+    const int page = t / kv.page_block_size;
+    const int64_t offset = id * kv.block_stride + (t - page * kv.page_block_size) * kv.row_stride +
+                           kv_head * kv.head_stride;
+    return static_cast<const uint8_t*>(kv.data) + offset * kStrideBytes;
+  }
+}
+
+// Issues the copies of KV tokens [tile_start, tile_start + kTileN) into one buffer: the swizzled
+// operand tile (bf16/fp16 rows) or the FP8 staging buffer (656-byte rows, back to back). Skipped
+// rows are zero-filled: their pages may not exist, and a NaN there would poison P V even under a
+// zero weight. Sparse: `valid` [kTileN] receives which rows take part in the softmax.
+template <class Cfg>
+__device__ __forceinline__ void load_kv_tile(uint8_t* smem, uint32_t buffer_offset, uint8_t* valid,
+                                             const DecodeKernelArgs& a, const KVRowIds<Cfg>& ids,
+                                             int kv_head, int tile_start, bool& bad) {
+  const int c_lo = threadIdx.x & 7;
+  constexpr int kRowsPerPass = Cfg::kThreads / 8;
+  static_assert(Cfg::kTileN % kRowsPerPass == 0, "whole passes");
+  const void* fallback = a.q;  // a mapped address for the zero-filling copies
+#pragma unroll
+  for (int pass = 0; pass < Cfg::kTileN / kRowsPerPass; ++pass) {
+    const int r = (threadIdx.x >> 3) + pass * kRowsPerPass;
+    const uint8_t* row = row_address<Cfg>(a, ids.id[pass], tile_start + r, kv_head, bad);
+    if constexpr (Cfg::kSparse) {
+      if (c_lo == 0) valid[r] = row != nullptr;
+    }
+    if constexpr (Cfg::kFP8) {
+      const uint32_t row_offset = buffer_offset + r * kFP8RowBytes;
+#pragma unroll
+      for (int j = 0; j < (kFP8RowChunks + 7) / 8; ++j) {
+        const int chunk = j * 8 + c_lo;
+        if (chunk < kFP8RowChunks) {
+          copy_16(smem, row_offset + chunk * 16, row ? row + chunk * 16 : fallback, row != nullptr,
+                  a.kv_aligned);
+        }
+      }
+    } else {
+#pragma unroll
+      for (int blk = 0; blk < Cfg::kColBlocks; ++blk) {
+        const int chunk = blk * 8 + c_lo;
+        copy_16(smem, buffer_offset + tile_chunk_offset<Cfg::kTileN>(r, chunk),
+                row ? row + chunk * 16 : fallback, row != nullptr, a.kv_aligned);
+      }
+    }
+  }
+}
+
+// 16 e4m3 values times `scale` -> 16 bf16 values (two 16-byte chunks).
+__device__ __forceinline__ void dequant_16(const uint4& in, float scale, uint4& lo, uint4& hi) {
+  const uint32_t words[4] = {in.x, in.y, in.z, in.w};
+  uint32_t out[8];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const __half2_raw pair = __nv_cvt_fp8x2_to_halfraw2(
+          static_cast<__nv_fp8x2_storage_t>(words[i] >> (16 * h)), __NV_E4M3);
+      const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&pair));
+      out[2 * i + h] = ptx::pack2<__nv_bfloat16>(f.x * scale, f.y * scale);
+    }
+  }
+  lo = make_uint4(out[0], out[1], out[2], out[3]);
+  hi = make_uint4(out[4], out[5], out[6], out[7]);
+}
+
+// FP8 staging buffer (kTileN rows of 656 bytes) -> swizzled bf16 operand tile. Thread
+// (row = tid % kTileN, group = tid / kTileN) converts one 128-value scale group of one row and a
+// quarter of its rope values; 8 consecutive rows per quarter-warp keep the 16-byte shared loads
+// and stores free of bank conflicts.
+template <class Cfg>
+__device__ __forceinline__ void convert_fp8_tile(uint8_t* smem, uint32_t staging_offset,
+                                                 uint32_t tile_offset) {
+  static_assert(Cfg::kThreads == 4 * Cfg::kTileN && Cfg::kD == 576, "one thread per scale group");
+  const int r = threadIdx.x % Cfg::kTileN;
+  const int group = threadIdx.x / Cfg::kTileN;
+  const uint8_t* row = smem + staging_offset + r * kFP8RowBytes;
+  const float scale = reinterpret_cast<const float*>(row + kFP8ScaleOffset)[group];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {  // 8 x 16 values = this group's 128
+    const uint4 in = *reinterpret_cast<const uint4*>(row + group * 128 + i * 16);
+    uint4 lo, hi;
+    dequant_16(in, scale, lo, hi);
+    const int chunk = group * 16 + 2 * i;  // 8 bf16 values per chunk
+    *reinterpret_cast<uint4*>(smem + tile_offset + tile_chunk_offset<Cfg::kTileN>(r, chunk)) = lo;
+    *reinterpret_cast<uint4*>(smem + tile_offset + tile_chunk_offset<Cfg::kTileN>(r, chunk + 1)) =
+        hi;
+  }
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {  // rope: 64 bf16 values = 8 chunks, 2 per thread, copied as is
+    const int rope_chunk = group * 2 + i;
+    const uint4 v = *reinterpret_cast<const uint4*>(row + kFP8RopeOffset + rope_chunk * 16);
+    *reinterpret_cast<uint4*>(smem + tile_offset +
+                              tile_chunk_offset<Cfg::kTileN>(r, 64 + rope_chunk)) = v;
+  }
+}
+
+}  // namespace flashmla::detail::cuda::sm90
