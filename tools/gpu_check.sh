@@ -3,7 +3,8 @@
 # tests and Python extension; run the CUDA test suite, the Python CUDA tests, the host-overhead
 # measurement and `flashmla bench` over the dense anchor cases. Logs and JSON go to $OUT.
 #
-#   bash tools/gpu_check.sh [build|tests|bench|all]...   (default: all)
+#   bash tools/gpu_check.sh [build|tests|bench|bench-sparse|bench-fp8|ncu|sweep|all]...
+#   (default: all, which is build, tests and the three benches)
 #
 # .deps holds what the GPU image lacks: CLI11 and nlohmann headers (.deps/include), GoogleTest
 # sources (.deps/googletest) and the anchor files (.deps/anchors).
@@ -13,9 +14,9 @@ OUT=${OUT:-/tmp/flashmla-gpu-out}
 mkdir -p "$OUT"
 export PATH=/usr/local/cuda/bin:$PATH PYTHONUNBUFFERED=1
 steps=${*:-all}
-has() { [[ " $steps " == *" $1 "* || " $steps " == *" all "* ]]; }
+has() { [[ " $steps " == *" $1 "* || (" $steps " == *" all "* && $1 != ncu && $1 != sweep) ]]; }
 
-if has build || has tests || has bench || has sweep; then
+if has build || has tests || has bench || has bench-sparse || has bench-fp8 || has ncu || has sweep; then
   t0=$SECONDS
   cmake -S . -B build-gpu -G Ninja -DFLASHMLA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a \
     -DFLASHMLA_BUILD_TESTS=ON -DFLASHMLA_BUILD_CLI=ON -DFLASHMLA_BUILD_PYTHON=ON \
@@ -60,6 +61,33 @@ if has bench; then
   timeout 400 build-gpu/apps/flashmla/flashmla bench --cases .deps/anchors/flashmla-dense-decode-h200.json \
     --device cuda --json "$OUT/bench_dense_anchor.json" > "$OUT/bench.log" 2>&1
   echo "=== bench rc=$? ($((SECONDS - t0)) s)"; tail -32 "$OUT/bench.log"
+fi
+
+if has bench-sparse; then  # issue 5: FlashMLA's sparse FP8 cases, plus h_q 16 and 32 variants
+  t0=$SECONDS
+  timeout 300 build-gpu/apps/flashmla/flashmla bench --cases .deps/anchors/flashmla-sparse-decode-h200.json \
+    --device cuda --no-ceilings --json "$OUT/bench_sparse_anchor.json" > "$OUT/bench_sparse.log" 2>&1
+  echo "=== bench sparse rc=$? ($((SECONDS - t0)) s)"; tail -26 "$OUT/bench_sparse.log"
+fi
+
+if has bench-fp8; then  # issue 5: dense decode over an FP8 cache on the dense anchor cases
+  t0=$SECONDS
+  timeout 300 build-gpu/apps/flashmla/flashmla bench --cases .deps/anchors/flashmla-dense-decode-h200.json \
+    --device cuda --kv fp8 --no-ceilings --json "$OUT/bench_dense_fp8_anchor.json" > "$OUT/bench_fp8.log" 2>&1
+  echo "=== bench fp8 rc=$? ($((SECONDS - t0)) s)"; tail -28 "$OUT/bench_fp8.log"
+fi
+
+if has ncu; then  # where the time goes in the worst dense cases (index 0: b128 h128, 17: b8, 21: h16 s_q2)
+  for c in 0 17 21; do
+    timeout 120 ncu --clock-control none -k regex:decode_kernel -c 1 \
+      --section SpeedOfLight --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
+      --section WarpStateStats --section SchedulerStats --section Occupancy --section LaunchStats \
+      build-gpu/apps/flashmla/flashmla bench --cases .deps/anchors/flashmla-dense-decode-h200.json \
+      --device cuda --case-filter "index=$c" --no-ceilings --budget 0.05 > "$OUT/ncu_case$c.txt" 2>&1
+    echo "=== ncu case $c rc=$?"
+    grep -E "Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Executed Ipc A|Issue Slots Busy|No Eligible|Stall|Warp Cycles Per Issued|Registers Per|Achieved Occupancy" \
+      "$OUT/ncu_case$c.txt" | head -24
+  done
 fi
 
 if has sweep; then  # split granularity for the small-batch anchor cases (index 16: b=1, 17: b=8)

@@ -29,6 +29,15 @@ void check_case(const BenchCase& c, const std::string& argument, const std::stri
   require(c.d >= 1 && c.dv >= 1, "d and dv must be >= 1");
   require(c.page_block_size >= 1,
           "page_block_size must be >= 1, got " + std::to_string(c.page_block_size));
+  require(c.topk >= 0, "topk must be >= 0 (0: dense), got " + std::to_string(c.topk));
+  if (c.sparse()) {
+    require(c.h_kv == 1, "a sparse case needs h_kv = 1, got " + std::to_string(c.h_kv));
+    require(!c.causal, "a sparse case cannot be causal");
+  }
+  if (c.seqlens_drawn) {
+    require(c.s_k_nominal >= 0, "s_kv must be >= 0, got " + std::to_string(c.s_k_nominal));
+    return;
+  }
   require(c.cache_seqlens.size() == static_cast<size_t>(c.b),
           "cache_seqlens has " + std::to_string(c.cache_seqlens.size()) +
               " entries, expected b = " + std::to_string(c.b));
@@ -48,8 +57,24 @@ T field(const Json& object, const char* name, const std::string& where) {
   }
 }
 
-BenchCase parse_case(const Json& object, int index, const std::string& where) {
-  if (!object.is_object()) throw CliError("--cases", where + "is not a JSON object");
+// A field that may be absent, with a default.
+template <typename T>
+T optional_field(const Json& object, const char* name, const std::string& where, T fallback) {
+  return object.contains(name) && !object.at(name).is_null() ? field<T>(object, name, where)
+                                                             : fallback;
+}
+
+// The FlashMLA time of a case: "flashmla_us" (dense anchors) or "us" (sparse anchors).
+std::optional<double> anchor_time(const Json& object, const std::string& where) {
+  for (const char* name : {"flashmla_us", "us"}) {
+    if (object.contains(name) && !object.at(name).is_null()) {
+      return field<double>(object, name, where);
+    }
+  }
+  return std::nullopt;
+}
+
+BenchCase parse_dense_case(const Json& object, int index, const std::string& where) {
   BenchCase c;
   c.index = index;
   c.b = field<int>(object, "b", where);
@@ -64,10 +89,47 @@ BenchCase parse_case(const Json& object, int index, const std::string& where) {
   check_case(c, "--cases", where);
   c.s_k_nominal = object.contains("s_k_nominal") ? field<int64_t>(object, "s_k_nominal", where)
                                                  : static_cast<int64_t>(std::llround(c.mean_s_k()));
-  if (object.contains("flashmla_us") && !object.at("flashmla_us").is_null()) {
-    c.flashmla_us = field<double>(object, "flashmla_us", where);
-  }
+  c.flashmla_us = anchor_time(object, where);
   return c;
+}
+
+// The sparse anchor format: {"b", "h_q", "s_q", "s_kv", "topk", "attn_sink", "us", ...}, the
+// rest (d = 576, dv = 512, page 64, h_kv = 1) stated in the file's "what".
+BenchCase parse_sparse_case(const Json& object, int index, const std::string& where) {
+  BenchCase c;
+  c.index = index;
+  c.b = field<int>(object, "b", where);
+  c.s_q = field<int>(object, "s_q", where);
+  c.h_q = field<int>(object, "h_q", where);
+  c.topk = field<int>(object, "topk", where);
+  c.h_kv = optional_field<int>(object, "h_kv", where, 1);
+  c.d = optional_field<int>(object, "d", where, 576);
+  c.dv = optional_field<int>(object, "dv", where, 512);
+  c.page_block_size = optional_field<int>(object, "page_block_size", where, 64);
+  c.causal = optional_field<bool>(object, "causal", where, false);
+  c.attn_sink = optional_field<bool>(object, "attn_sink", where, false);
+  if (object.contains("cache_seqlens")) {
+    c.cache_seqlens = field<std::vector<int32_t>>(object, "cache_seqlens", where);
+  } else {
+    c.seqlens_drawn = true;
+  }
+  const char* mean_name = object.contains("s_k_nominal") ? "s_k_nominal" : "s_kv";
+  if (c.seqlens_drawn || object.contains(mean_name)) {
+    c.s_k_nominal = field<int64_t>(object, mean_name, where);
+  }
+  check_case(c, "--cases", where);
+  if (!c.seqlens_drawn && !object.contains(mean_name)) {
+    c.s_k_nominal = static_cast<int64_t>(std::llround(c.mean_s_k()));
+  }
+  if (c.topk < 1) throw CliError("--cases", where + "topk must be >= 1");
+  c.flashmla_us = anchor_time(object, where);
+  return c;
+}
+
+BenchCase parse_case(const Json& object, int index, const std::string& where) {
+  if (!object.is_object()) throw CliError("--cases", where + "is not a JSON object");
+  return object.contains("topk") ? parse_sparse_case(object, index, where)
+                                 : parse_dense_case(object, index, where);
 }
 
 // One condition of a --case-filter: KEY OP VALUE[|VALUE...].
@@ -101,9 +163,13 @@ std::function<int64_t(const BenchCase&)> filter_key(const std::string& name) {
   if (name == "dv") return [](const BenchCase& c) { return int64_t{c.dv}; };
   if (name == "page") return [](const BenchCase& c) { return int64_t{c.page_block_size}; };
   if (name == "causal") return [](const BenchCase& c) { return int64_t{c.causal ? 1 : 0}; };
+  if (name == "topk") return [](const BenchCase& c) { return int64_t{c.topk}; };
+  if (name == "anchor") {
+    return [](const BenchCase& c) { return int64_t{c.flashmla_us.has_value() ? 1 : 0}; };
+  }
   throw CliError("--case-filter", "unknown key \"" + name +
                                       "\" (known: index, b, s_q, s_k, h_q, h_kv, d, dv, page, "
-                                      "causal)");
+                                      "causal, topk, anchor)");
 }
 
 int64_t parse_filter_value(const std::string& text, const std::string& term) {
@@ -175,6 +241,13 @@ double BenchCase::bytes(size_t element_size) const {
   return b * elements * static_cast<double>(element_size);
 }
 
+double BenchCase::bytes_fp8_cache() const {
+  constexpr double kFP8RowBytes = 656;    // flashmla::kFP8RowBytes
+  constexpr double kActivationBytes = 2;  // bf16 q and out
+  return b * ((double{1} * s_q * h_q * d + double{1} * s_q * h_q * dv) * kActivationBytes +
+              mean_s_k() * kFP8RowBytes);
+}
+
 std::string BenchCase::describe() const {
   std::ostringstream text;
   text << "b=" << b << " s_q=" << s_q << " s_k=" << s_k_nominal << " h_q=" << h_q
@@ -182,6 +255,8 @@ std::string BenchCase::describe() const {
   if (d != 576 || dv != 512) text << " d=" << d << " dv=" << dv;
   if (page_block_size != 64) text << " page=" << page_block_size;
   if (causal) text << " causal";
+  if (sparse()) text << " topk=" << topk << (attn_sink ? " sink" : "");
+  if (variant_of) text << " (h_q variant of case " << *variant_of << ")";
   return text.str();
 }
 
@@ -196,6 +271,8 @@ BenchCase case_from_flags(const ShapeFlags& flags) {
   c.page_block_size = flags.page_block_size;
   c.causal = flags.causal;
   c.s_k_nominal = flags.s_k;
+  c.topk = flags.topk;
+  c.attn_sink = flags.topk > 0;
   c.cache_seqlens.assign(static_cast<size_t>(std::max(flags.batch, 0)), flags.s_k);
   check_case(c, "shape flags", "");
   return c;
@@ -222,6 +299,26 @@ std::vector<BenchCase> load_case_file(const std::string& path) {
   for (size_t i = 0; i < list->size(); ++i) {
     const std::string where = path + ": case " + std::to_string(i) + ": ";
     cases.push_back(parse_case((*list)[i], static_cast<int>(i), where));
+  }
+  return cases;
+}
+
+std::vector<BenchCase> add_head_variants(std::vector<BenchCase> cases,
+                                         const std::vector<int>& heads) {
+  const size_t originals = cases.size();
+  int next_index = 0;
+  for (const BenchCase& c : cases) next_index = std::max(next_index, c.index + 1);
+  for (int h_q : heads) {
+    for (size_t i = 0; i < originals; ++i) {
+      const BenchCase& original = cases[i];
+      if (!original.sparse() || original.h_q == h_q) continue;
+      BenchCase variant = original;
+      variant.index = next_index++;
+      variant.h_q = h_q;
+      variant.variant_of = original.index;
+      variant.flashmla_us.reset();
+      cases.push_back(std::move(variant));
+    }
   }
   return cases;
 }

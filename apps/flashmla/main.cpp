@@ -45,6 +45,11 @@ void add_bench_options(CLI::App& bench, BenchOptions& options) {
       bench.add_option("--head-dim-v", shape.head_dim_v, "Head dimension dv of V and out")
           ->check(positive),
       bench.add_flag("--causal", shape.causal, "Causal masking among the s_q new tokens"),
+      bench
+          .add_option("--topk", shape.topk,
+                      "Token-sparse decode (mla_sparse_decode, with attn_sink) with this many "
+                      "indices per query, drawn from each sequence's s_k tokens (0: dense)")
+          ->check(non_negative),
   };
   for (CLI::Option* flag : shape_flags) flag->capture_default_str()->group("Shape (one case)");
 
@@ -57,19 +62,46 @@ void add_bench_options(CLI::App& bench, BenchOptions& options) {
           ->group("Case list");
   for (CLI::Option* flag : shape_flags) cases->excludes(flag);
   bench
+      .add_option("--sparse-variant-heads", options.sparse_variant_heads,
+                  "Every token-sparse case of a --cases file (cases with topk, e.g. "
+                  "shared/anchors/flashmla-sparse-decode-h200.json) also runs with each of these "
+                  "h_q, as extra cases numbered after the file's, without anchor time")
+      ->delimiter(',')
+      ->check(positive)
+      ->capture_default_str()
+      ->group("Case list");
+  bench
+      .add_flag(
+          "--no-sparse-variants", [&options](int64_t) { options.sparse_variant_heads.clear(); },
+          "Only the file's own sparse cases (no --sparse-variant-heads)")
+      ->group("Case list");
+  bench
       .add_option("--case-filter", options.case_filter,
                   "Only cases matching all conditions KEY OP VALUE, comma-separated; KEY: "
-                  "index b s_q s_k h_q h_kv d dv page causal; OP: = != < <= > >=; '=' takes "
-                  "alternatives a|b. E.g. \"b<=8,h_q=128\" or \"index=0|13\"")
+                  "index b s_q s_k h_q h_kv d dv page causal topk (0: dense) anchor (1: has "
+                  "FlashMLA's time); OP: = != < <= > >=; '=' takes alternatives a|b. E.g. "
+                  "\"b<=8,h_q=128\" or \"index=0|13\"")
       ->type_name("EXPR")
       ->group("Case list");
   bench.add_option("--max-cases", options.max_cases, "At most this many cases (0: all)")
       ->check(non_negative)
       ->group("Case list");
 
-  bench.add_option("--dtype", options.dtype, "Dtype of q and the KV cache")
+  bench.add_option("--dtype", options.dtype, "Dtype of q and out (and of a 16-bit KV cache)")
       ->check(CLI::IsMember({"bf16", "fp16"}))
       ->capture_default_str();
+  bench
+      .add_option("--kv", options.kv,
+                  "KV cache: auto (token-sparse cases FP8, as FlashMLA's sparse anchor; dense "
+                  "cases --dtype), fp8 (every case: the 656-byte \"FP8 with scale\" cache, "
+                  "quantized from the bf16 inputs on the device; needs --dtype bf16), or "
+                  "bf16/fp16 (every case, equal to --dtype)")
+      ->check(CLI::IsMember({"auto", "fp8", "bf16", "fp16"}))
+      ->capture_default_str();
+  bench.add_flag(
+      "--no-bf16-kv-baseline", [&options](int64_t) { options.kv_baseline = false; },
+      "Dense cases with the FP8 cache: do not also time their bf16 cache (same inputs, timed "
+      "before quantizing)");
   bench
       .add_option("--device", options.device,
                   "auto (CUDA when usable, else CPU), cpu, cuda or cuda:N")
@@ -145,13 +177,17 @@ int main(int argc, char** argv) {
       "  flashmla bench                                  # b=4 s_q=1 h_q=16 s_k=4096 bf16\n"
       "  flashmla bench --batch 64 --heads 128 --s-k 8192 --json -\n"
       "  flashmla bench --cases anchors.json --case-filter \"b<=8\" --device cpu\n"
+      "  flashmla bench --cases flashmla-sparse-decode-h200.json   # + h_q 16, 32 variants\n"
+      "  flashmla bench --cases flashmla-dense-decode-h200.json --kv fp8\n"
+      "  flashmla bench --batch 2 --s-q 2 --heads 16 --s-k 4096 --topk 128 --device cpu\n"
       "  flashmla info");
 
   BenchOptions bench_options;
   CLI::App* bench = app.add_subcommand(
       "bench",
-      "Time dense MLA decode (one full decode call: split-KV + combine) against the machine's "
-      "copy-bandwidth and GEMM ceilings");
+      "Time MLA decode, dense or token-sparse (one full decode call: split-KV + combine), "
+      "against the machine's copy-bandwidth and GEMM ceilings; exit status 3 when the backend "
+      "does not implement some case (reported as n/a)");
   add_bench_options(*bench, bench_options);
   CLI::App* info =
       app.add_subcommand("info", "Show the build, its backends and the devices they can use");

@@ -68,14 +68,29 @@ void print_ceilings(std::ostream& out, const Ceilings& ceilings, bool on_gpu) {
 }
 
 void print_case_table(std::ostream& out, const std::vector<CaseResult>& results, bool on_gpu) {
-  const bool any_anchor = std::any_of(results.begin(), results.end(), [](const CaseResult& r) {
-    return r.bench_case.flashmla_us.has_value();
-  });
+  auto any = [&](auto predicate) { return std::any_of(results.begin(), results.end(), predicate); };
+  const bool any_anchor =
+      any([](const CaseResult& r) { return r.bench_case.flashmla_us.has_value(); });
+  const bool any_variant =
+      any([](const CaseResult& r) { return r.bench_case.variant_of.has_value(); });
+  const bool any_sparse = any([](const CaseResult& r) { return r.bench_case.sparse(); });
+  const bool any_other_kv = any([](const CaseResult& r) { return r.kv_dtype != r.dtype; });
+  const bool any_bf16_cache =
+      any([](const CaseResult& r) { return r.bf16_cache_timing.has_value(); });
+  const bool any_not_supported = any([](const CaseResult& r) { return !r.measured(); });
+
   std::vector<std::vector<std::string>> rows;
-  std::vector<std::string> header = {
-      "case", "b",      "s_q",    "s_k",     "mean s_k",
-      "h_q",  "h_kv",   "causal", "time us", on_gpu ? "TFLOP/s" : "GFLOP/s",
-      "GB/s", "% floor"};
+  std::vector<std::string> header = {"case"};
+  if (any_variant) header.push_back("variant of");
+  for (const char* name : {"b", "s_q", "s_k", "mean s_k", "h_q", "h_kv"}) header.push_back(name);
+  if (any_sparse) header.push_back("topk");
+  header.push_back("causal");
+  if (any_other_kv) header.push_back("kv");
+  header.push_back("time us");
+  if (any_bf16_cache) header.push_back("bf16-kv us");
+  for (const char* name : {on_gpu ? "TFLOP/s" : "GFLOP/s", "GB/s", "% floor"}) {
+    header.push_back(name);
+  }
   if (any_anchor) {
     header.push_back("FlashMLA us");
     header.push_back("ratio");
@@ -84,22 +99,31 @@ void print_case_table(std::ostream& out, const std::vector<CaseResult>& results,
   for (const CaseResult& r : results) {
     const BenchCase& c = r.bench_case;
     const double seconds = r.timing.median_us * 1e-6;
-    std::vector<std::string> row = {
-        std::to_string(c.index),
-        std::to_string(c.b),
-        std::to_string(c.s_q),
-        std::to_string(c.s_k_nominal),
-        fixed(c.mean_s_k(), 0),
-        std::to_string(c.h_q),
-        std::to_string(c.h_kv),
-        c.causal ? "yes" : "no",
-        compact(r.timing.median_us),
-        compact(r.flops / seconds / (on_gpu ? 1e12 : 1e9)),
-        compact(r.bytes / seconds / 1e9),
-        r.floor_us ? fixed(100.0 * *r.floor_us / r.timing.median_us, 1) : "-"};
+    std::vector<std::string> row = {std::to_string(c.index)};
+    if (any_variant) row.push_back(c.variant_of ? std::to_string(*c.variant_of) : "-");
+    for (const std::string& cell :
+         {std::to_string(c.b), std::to_string(c.s_q), std::to_string(c.s_k_nominal),
+          fixed(c.mean_s_k(), 0), std::to_string(c.h_q), std::to_string(c.h_kv)}) {
+      row.push_back(cell);
+    }
+    if (any_sparse) row.push_back(c.sparse() ? std::to_string(c.topk) : "-");
+    row.push_back(c.causal ? "yes" : "no");
+    if (any_other_kv) row.push_back(r.kv_dtype == DType::kFP8E4M3 ? "fp8" : dtype_name(r.kv_dtype));
+    row.push_back(r.measured() ? compact(r.timing.median_us) : "n/a");
+    if (any_bf16_cache) {
+      row.push_back(r.bf16_cache_timing ? compact(r.bf16_cache_timing->median_us) : "-");
+    }
+    if (r.measured()) {
+      row.push_back(compact(r.flops / seconds / (on_gpu ? 1e12 : 1e9)));
+      row.push_back(compact(r.bytes / seconds / 1e9));
+      row.push_back(r.floor_us ? fixed(100.0 * *r.floor_us / r.timing.median_us, 1) : "-");
+    } else {
+      row.insert(row.end(), {"-", "-", "-"});
+    }
     if (any_anchor) {
+      const bool ratio = c.flashmla_us && r.measured();
       row.push_back(c.flashmla_us ? compact(*c.flashmla_us) : "-");
-      row.push_back(c.flashmla_us ? fixed(*c.flashmla_us / r.timing.median_us, 2) : "-");
+      row.push_back(ratio ? fixed(*c.flashmla_us / r.timing.median_us, 2) : "-");
     }
     rows.push_back(row);
   }
@@ -108,6 +132,27 @@ void print_case_table(std::ostream& out, const std::vector<CaseResult>& results,
          "GEMM rate) over time";
   if (any_anchor) out << "; ratio: FlashMLA time / ours (> 1: faster than FlashMLA)";
   out << "\n";
+  if (any_sparse) {
+    out << "sparse (topk): FLOPs = 2*h_q*attended tokens*(d+dv); bytes = distinct cache rows read "
+           "(656 each in FP8) + q + out\n";
+  }
+  if (any([](const CaseResult& r) { return !r.bench_case.sparse() && r.kv_dtype != r.dtype; })) {
+    out << "dense with the fp8 kv cache: bytes = b*(mean s_k*656 + q + out)\n";
+  }
+  if (any_bf16_cache) {
+    out << "bf16-kv us: the same inputs with the bf16 cache, timed before it was quantized\n";
+  }
+  if (any_not_supported) {
+    std::vector<std::string> messages;
+    for (const CaseResult& r : results) {
+      if (r.not_supported &&
+          std::find(messages.begin(), messages.end(), *r.not_supported) == messages.end()) {
+        messages.push_back(*r.not_supported);
+      }
+    }
+    out << "n/a: not supported by this backend:\n";
+    for (const std::string& message : messages) out << "  " << message << "\n";
+  }
 }
 
 Json run_to_json(const RunRecord& run) {
@@ -141,12 +186,16 @@ Json run_to_json(const RunRecord& run) {
   for (const CaseResult& r : run.cases) {
     const BenchCase& c = r.bench_case;
     const double seconds = r.timing.median_us * 1e-6;
+    const bool measured = r.measured();
     std::optional<double> fraction_of_floor;
-    if (r.floor_us) fraction_of_floor = *r.floor_us / r.timing.median_us;
+    if (r.floor_us && measured) fraction_of_floor = *r.floor_us / r.timing.median_us;
     std::optional<double> ratio;
-    if (c.flashmla_us) ratio = *c.flashmla_us / r.timing.median_us;
-    cases.push_back({
+    if (c.flashmla_us && measured) ratio = *c.flashmla_us / r.timing.median_us;
+    auto when_measured = [&](double value) { return measured ? Json(value) : Json(nullptr); };
+    Json entry = {
         {"index", c.index},
+        {"variant_of", c.variant_of ? Json(*c.variant_of) : Json(nullptr)},
+        {"kind", c.sparse() ? "sparse" : "dense"},
         {"b", c.b},
         {"s_q", c.s_q},
         {"s_k_nominal", c.s_k_nominal},
@@ -157,20 +206,33 @@ Json run_to_json(const RunRecord& run) {
         {"dv", c.dv},
         {"page_block_size", c.page_block_size},
         {"causal", c.causal},
+        {"topk", c.topk},
+        {"attn_sink", c.attn_sink},
         {"dtype", dtype_name(r.dtype)},
-        {"us", r.timing.median_us},
-        {"us_min", r.timing.min_us},
-        {"us_mean", r.timing.mean_us},
+        {"kv_cache",
+         r.kv_dtype == DType::kFP8E4M3 ? "fp8 (656-byte FP8 with scale)" : dtype_name(r.kv_dtype)},
+        {"us", when_measured(r.timing.median_us)},
+        {"us_min", when_measured(r.timing.min_us)},
+        {"us_mean", when_measured(r.timing.mean_us)},
         {"iters", r.timing.iters},
         {"flops", r.flops},
         {"bytes", r.bytes},
-        {"tflops", r.flops / seconds / 1e12},
-        {"gbps", r.bytes / seconds / 1e9},
+        {"tflops", when_measured(r.flops / seconds / 1e12)},
+        {"gbps", when_measured(r.bytes / seconds / 1e9)},
         {"floor_us", optional_number(r.floor_us)},
         {"fraction_of_floor", optional_number(fraction_of_floor)},
         {"flashmla_us", optional_number(c.flashmla_us)},
         {"ratio", optional_number(ratio)},
-    });
+    };
+    if (r.bf16_cache_timing) entry["bf16_cache_us"] = r.bf16_cache_timing->median_us;
+    if (r.not_supported) entry["not_supported"] = *r.not_supported;
+    if (c.sparse()) {
+      entry["attended_tokens"] = r.attended_tokens;
+      entry["distinct_rows"] = r.distinct_rows;
+      entry["inputs"] = r.inputs_note;
+      if (c.seqlens_drawn) entry["cache_seqlens"] = c.cache_seqlens;
+    }
+    cases.push_back(std::move(entry));
   }
   record["cases"] = std::move(cases);
   return record;

@@ -5,8 +5,8 @@ Two APIs over the same C++ library:
 - FlashMLA's (``import flashmla as flash_mla``): :func:`get_mla_metadata`,
   :func:`flash_mla_with_kvcache`, plus :func:`quantize_kv_cache_fp8` /
   :func:`dequantize_kv_cache_fp8` for the "FP8 with scale" cache;
-- a Pythonic one: :class:`MLADecoder` (plan once per step, call once per layer) and
-  :func:`sparse_decode`.
+- a Pythonic one: :class:`MLADecoder` (plan once per step, call once per layer),
+  :class:`MLASparseDecoder` (token-sparse, planned when made) and :func:`sparse_decode`.
 
 Arrays are torch tensors, numpy arrays (bf16 via ``ml_dtypes.bfloat16``), cupy or jax arrays,
 on the CPU or a CUDA GPU; inputs are read in place (DLPack-style, no copies) and outputs come
@@ -20,7 +20,8 @@ from typing import Any, NoReturn
 
 from ._backend import _C
 from . import _torch_ops  # noqa: F401  (registers torch.ops.flashmla.* when torch is present)
-from .decoder import MLADecoder, dequantize_kv_cache_fp8, quantize_kv_cache_fp8, sparse_decode
+from .decoder import (MLADecoder, MLASparseDecoder, dequantize_kv_cache_fp8,
+                      quantize_kv_cache_fp8, sparse_decode)
 from .interface import FlashMLASchedMeta, flash_mla_with_kvcache, get_mla_metadata
 
 __version__ = "0.1.0"
@@ -28,6 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     "FlashMLASchedMeta",
     "MLADecoder",
+    "MLASparseDecoder",
     "built_with_cuda",
     "cuda_available",
     "dequantize_kv_cache_fp8",

@@ -1,5 +1,6 @@
-"""Shared machinery of the public APIs: owners of plans (for the torch op), a pool of plans
-for FlashMLA's per-step metadata objects, device parsing and error renaming."""
+"""Shared machinery of the public APIs: owners of plans (for the torch ops), a pool of dense
+plans for FlashMLA's per-step metadata objects, a cache of sparse plans, device parsing and
+error renaming."""
 
 from __future__ import annotations
 
@@ -111,6 +112,70 @@ class PlanPool:
 
 
 plan_pool = PlanPool()
+
+
+# Token-sparse plans: b, s_q, h_q, slots (topk + extra_topk), head_dim_v, device type, index.
+SparseKey = Tuple[int, int, int, int, int, str, int]
+
+
+def new_sparse_plan(key: SparseKey, num_workers: int = 0) -> Any:
+    """A sparse DecodePlan (planned when made: on CUDA this allocates and copies to the GPU)."""
+    b, s_q, h_q, slots, head_dim_v, dev_type, dev_index = key
+    return _C.Plan(b, s_q, h_q, 1, 64, dev_type, dev_index, head_dim_v, num_workers, slots)
+
+
+class SparsePlanCache:
+    """One sparse plan per (shape, device, stream), for the plan-less sparse APIs.
+
+    A sparse plan's schedule depends on the shape alone, so unlike a dense plan it can be
+    reused by every call of that shape; only its split workspace must not be shared by calls
+    that may overlap, hence one plan per stream (calls on one stream run in order). The first
+    call of a shape on a stream makes the plan (on CUDA: device allocation and a copy, which
+    is why a warm-up call should come before CUDA-graph capture); later calls only look it up.
+
+    A plan used while its stream is capturing a CUDA graph is pinned: kept for the life of
+    the process, since the graph keeps using its buffers. Other plans are evicted least
+    recently used first beyond `max_plans` (never while the stream is capturing).
+    """
+
+    def __init__(self, max_plans: int = 16) -> None:
+        self._plans: "OrderedDict[Tuple[Any, ...], Any]" = OrderedDict()
+        self._pinned: Dict[Tuple[Any, ...], Any] = {}
+        self._max = max_plans
+        self._lock = threading.Lock()
+
+    def get(self, key: SparseKey, stream: int) -> Any:
+        """The plan for `key` on `stream` (a raw cudaStream_t; 0 on the CPU), made if needed."""
+        full = (*key, stream)
+        plan = self._pinned.get(full)
+        if plan is not None:
+            return plan
+        capturing = key[5] == "cuda" and bool(_C.stream_is_capturing(stream))
+        with self._lock:
+            plan = self._plans.get(full)
+            if plan is None:
+                plan = new_sparse_plan(key)
+                self._plans[full] = plan
+            else:
+                self._plans.move_to_end(full)
+            if capturing:
+                self._pinned[full] = self._plans.pop(full)
+            else:
+                while len(self._plans) > self._max:
+                    self._plans.popitem(last=False)  # freed when no caller holds it
+        return plan
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._plans) + len(self._pinned)
+
+    def clear(self) -> None:
+        """Drops the unpinned plans (pinned ones stay: CUDA graphs may use them)."""
+        with self._lock:
+            self._plans.clear()
+
+
+sparse_plans = SparsePlanCache()
 
 
 def parse_device(device: Any) -> DeviceTuple:

@@ -2,14 +2,17 @@
 
 Eager calls do not go through these ops (their dispatch costs several microseconds); the public
 functions switch to them only while torch.compile traces. The ops refer to the object that
-owns the schedule (an MLADecoder or a FlashMLASchedMeta) by an integer id: create those
-objects, and plan an MLADecoder, outside the compiled function.
+owns the schedule (an MLADecoder, MLASparseDecoder or FlashMLASchedMeta) by an integer id:
+create those objects, and plan an MLADecoder, outside the compiled function.
 
     torch.ops.flashmla.dense_decode(q, kv_cache, block_table, cache_seqlens, owner_id,
                                     head_dim_v, softmax_scale, causal, is_fp8) -> (out, lse)
     torch.ops.flashmla.sparse_decode(q, kv_cache, indices, topk_length, attn_sink,
                                      extra_kv_cache, extra_indices, extra_topk_length,
-                                     head_dim_v, softmax_scale) -> (out, lse)
+                                     head_dim_v, softmax_scale, owner_id=0) -> (out, lse)
+
+The sparse op's owner_id 0 means no owner: the plan comes from flashmla's cache of sparse
+plans (one per shape and stream, see flashmla.sparse_decode).
 """
 
 # No `from __future__ import annotations`: torch.library reads the annotations as objects.
@@ -45,7 +48,11 @@ def _register(torch: Any) -> SimpleNamespace:
                       topk_length: Optional[Tensor], attn_sink: Optional[Tensor],
                       extra_kv_cache: Optional[Tensor], extra_indices: Optional[Tensor],
                       extra_topk_length: Optional[Tensor], head_dim_v: int,
-                      softmax_scale: float) -> Tuple[Tensor, Tensor]:
+                      softmax_scale: float, owner_id: int = 0) -> Tuple[Tensor, Tensor]:
+        if owner_id:
+            return _core.owner(owner_id)._sparse_decode_eager(
+                q, kv_cache, indices, topk_length, attn_sink, extra_kv_cache, extra_indices,
+                extra_topk_length, head_dim_v, softmax_scale)
         from .decoder import _sparse_eager
 
         return _sparse_eager(q, kv_cache, indices, topk_length, attn_sink, extra_kv_cache,
@@ -55,7 +62,7 @@ def _register(torch: Any) -> SimpleNamespace:
     def _(q: Tensor, kv_cache: Tensor, indices: Tensor, topk_length: Optional[Tensor],
           attn_sink: Optional[Tensor], extra_kv_cache: Optional[Tensor],
           extra_indices: Optional[Tensor], extra_topk_length: Optional[Tensor],
-          head_dim_v: int, softmax_scale: float) -> Tuple[Tensor, Tensor]:
+          head_dim_v: int, softmax_scale: float, owner_id: int = 0) -> Tuple[Tensor, Tensor]:
         b, s_q, h_q, _ = q.shape
         return (q.new_empty((b, s_q, h_q, head_dim_v)),
                 q.new_empty((b, h_q, s_q), dtype=torch.float32))

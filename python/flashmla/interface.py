@@ -5,10 +5,19 @@
 for that call's shapes and ``cache_seqlens``). Reuse it only while the shapes and the values
 of ``cache_seqlens`` (and ``topk_length``) stay the same, e.g. across the layers of one
 decoding step; a call with other shapes raises ValueError.
+
+Token-sparse calls (``indices=...``) use a sparse plan, whose schedule depends on the shape
+alone (every query attends ``topk + extra_topk`` index slots). Sparse plans live in a cache
+with one plan per shape, device and stream (``flashmla._core.sparse_plans``);
+``get_mla_metadata(..., topk=K)`` (FlashMLA's older signature) makes the plan for ``topk = K``
+and ``head_dim_v = 512`` right away, so that the decode calls make none. FlashMLA's metadata
+does not know ``extra_topk``: a first call with an extra cache (or another ``head_dim_v``)
+makes the plan for its actual ``topk + extra_topk`` then, once per shape and stream.
 """
 
 from __future__ import annotations
 
+import operator
 import weakref
 from typing import Any, NamedTuple, Optional, Tuple
 
@@ -48,12 +57,23 @@ class SchedConfig(NamedTuple):
     device: Tuple[str, int]
 
 
+class SparseHint(NamedTuple):
+    """What ``get_mla_metadata(..., topk=...)`` was told about the sparse calls to come."""
+
+    b: int
+    s_q: int
+    h_q: int
+    topk: int
+    device: Tuple[str, int]
+
+
 class FlashMLASchedMeta:
     """Scheduling metadata of one decoding step (FlashMLA's class of the same name).
 
     Empty until its first use by :func:`flash_mla_with_kvcache`, which fills it for that call's
     shapes and ``cache_seqlens``. ``tile_scheduler_metadata`` and ``num_splits`` exist for
-    compatibility and stay None: the schedule lives in a flashmla DecodePlan.
+    compatibility and stay None: the schedule lives in a flashmla DecodePlan. One made by
+    ``get_mla_metadata(..., topk=K)`` already holds the sparse plan for that shape.
     """
 
     def __init__(self) -> None:
@@ -62,6 +82,8 @@ class FlashMLASchedMeta:
         self.tile_scheduler_metadata: Optional[Any] = None
         self.num_splits: Optional[Any] = None
         self._plan: Optional[_C.Plan] = None
+        self._hint: Optional[SparseHint] = None
+        self._sparse_key: Optional[_core.SparseKey] = None
         self._id = _core.register_owner(self)
 
     def __repr__(self) -> str:
@@ -71,6 +93,11 @@ class FlashMLASchedMeta:
 
     def _initialize(self, config: SchedConfig, q: Array, k_cache: Array,
                     cache_seqlens: Array, stream: int) -> None:
+        if config.topk is None and self._hint is not None:
+            raise ValueError(
+                f"tile_scheduler_metadata: get_mla_metadata made it for sparse attention "
+                f"(topk={self._hint.topk}), but this call has no indices; call "
+                "get_mla_metadata without topk for dense attention")
         if config.topk is None:
             key: _core.PlanKey = (config.b, config.s_q, config.h_q, config.h_k,
                                   config.page_block_size, config.head_dim_v, *config.device)
@@ -85,6 +112,19 @@ class FlashMLASchedMeta:
             except _ERRORS as e:
                 raise _core.renamed(e, _NAMES) from None
             self._plan = plan
+        else:
+            hint = self._hint
+            if hint is not None and (hint.b, hint.s_q, hint.h_q, hint.device) != (
+                    config.b, config.s_q, config.h_q, config.device):
+                raise ValueError(
+                    f"tile_scheduler_metadata: get_mla_metadata made it for b={hint.b}, "
+                    f"s_q={hint.s_q}, h_q={hint.h_q} on {_device_str(hint.device)}, but this "
+                    f"call has b={config.b}, s_q={config.s_q}, h_q={config.h_q} on "
+                    f"{_device_str(config.device)}; call get_mla_metadata with this batch's "
+                    "cache_seqlens, num_q_tokens_per_head_k and num_heads_q")
+            slots = config.topk + (config.extra_topk or 0)
+            self._sparse_key = (config.b, config.s_q, config.h_q, slots, config.head_dim_v,
+                                *config.device)
         self.config = config
         self.have_initialized = True
 
@@ -127,10 +167,16 @@ class FlashMLASchedMeta:
         if not self.have_initialized:
             self._initialize(config, q, k_cache, cache_seqlens, stream)
         if config.topk is not None:
+            plan = None
+            if self._sparse_key is not None:
+                try:
+                    plan = self._plan = _core.sparse_plans.get(self._sparse_key, stream)
+                except _ERRORS:
+                    plan = None  # _sparse_eager's argument checks say what is wrong
             try:
                 return _sparse_eager(q, k_cache, indices, topk_length, attn_sink, extra_k_cache,
                                      extra_indices, extra_topk_length, head_dim_v,
-                                     softmax_scale, stream=stream)
+                                     softmax_scale, stream=stream, plan=plan)
             except _ERRORS as e:
                 raise _core.renamed(e, _NAMES) from None
         b, s_q, h_q = config.b, config.s_q, config.h_q
@@ -152,6 +198,17 @@ class FlashMLASchedMeta:
         """The torch op's implementation (see _torch_ops)."""
         return self._run(q, k_cache, block_table, cache_seqlens, head_dim_v, softmax_scale,
                          causal, is_fp8, None, None, None, None, None, None)
+
+    def _sparse_decode_eager(self, q: Array, k_cache: Array, indices: Array,
+                             topk_length: Optional[Array], attn_sink: Optional[Array],
+                             extra_k_cache: Optional[Array], extra_indices: Optional[Array],
+                             extra_topk_length: Optional[Array], head_dim_v: int,
+                             softmax_scale: float) -> Tuple[Array, Array]:
+        """The sparse torch op's implementation (see _torch_ops)."""
+        is_fp8 = dtype_name(k_cache) in ("float8_e4m3fn", "uint8")
+        return self._run(q, k_cache, None, None, head_dim_v, softmax_scale, False, is_fp8,
+                         indices, attn_sink, extra_k_cache, extra_indices, topk_length,
+                         extra_topk_length)
 
     @staticmethod
     def _config(q: Array, k_cache: Array, head_dim_v: int, causal: bool, is_fp8: bool,
@@ -209,14 +266,85 @@ class FlashMLASchedMeta:
                             extra_indices, adapter)
 
 
-def get_mla_metadata(*args: Any, **kwargs: Any) -> Tuple[FlashMLASchedMeta, None]:
-    """An empty scheduling object, filled by its first :func:`flash_mla_with_kvcache` call.
+def _device_str(device: Tuple[str, int]) -> str:
+    return "cpu" if device[0] == "cpu" else f"cuda:{device[1]}"
 
-    Arguments are ignored (FlashMLA's old interface took ``cache_seqlens``,
-    ``num_q_tokens_per_head_k``, ``num_heads_k``...). Returns ``(FlashMLASchedMeta(), None)``.
+
+def _int_arg(name: str, value: Any, low: int) -> int:
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}") from None
+    if value < low:
+        raise ValueError(f"{name}: must be >= {low}, got {value}")
+    return value
+
+
+def get_mla_metadata(cache_seqlens: Optional[Array] = None,
+                     num_q_tokens_per_head_k: Optional[int] = None,
+                     num_heads_k: Optional[int] = None, num_heads_q: Optional[int] = None,
+                     is_fp8_kvcache: bool = False, topk: Optional[int] = None,
+                     **kwargs: Any) -> Tuple[FlashMLASchedMeta, None]:
+    """A scheduling object for :func:`flash_mla_with_kvcache`: ``(FlashMLASchedMeta, None)``.
+
+    Without ``topk`` the object is empty and filled by its first call (the arguments, those of
+    FlashMLA's older interface, are then not needed and ignored; ``get_mla_metadata()`` works).
+
+    With ``topk`` (token-sparse decode, FlashMLA's scheduler treating every query as attending
+    ``topk`` tokens) the object carries the sparse plan for that shape, made now (on CUDA this
+    allocates) for the current stream of ``cache_seqlens``' device, so that the decode calls on
+    that stream, and a CUDA graph capturing them, allocate only their outputs.
+
+    Args:
+        cache_seqlens: ``[b]`` int32 on the decode's device (only its length and device are
+            used for sparse plans).
+        num_q_tokens_per_head_k: ``s_q * num_heads_q // num_heads_k``.
+        num_heads_k: 1 (sparse attention has one KV head).
+        num_heads_q: h_q; required with ``topk``.
+        is_fp8_kvcache: accepted for compatibility (the plan does not depend on it).
+        topk: index slots per query, ``indices.shape[-1]``.
+
+    The plan assumes ``head_dim_v = 512`` and no extra cache: FlashMLA's metadata does not know
+    ``extra_topk``, so a first call with ``extra_k_cache`` (or another ``head_dim_v``) makes the
+    plan for its ``topk + extra_topk`` then (once per shape and stream; keep that first call
+    out of CUDA-graph capture). A call whose ``b``, ``s_q``, ``h_q`` or device differ from
+    these arguments raises ValueError naming ``tile_scheduler_metadata``. Other keyword
+    arguments of FlashMLA versions are accepted and ignored.
     """
-    del args, kwargs
-    return FlashMLASchedMeta(), None
+    del kwargs, is_fp8_kvcache
+    meta = FlashMLASchedMeta()
+    if topk is None:
+        return meta, None
+    topk = _int_arg("topk", topk, 1)
+    if cache_seqlens is None:
+        raise TypeError("cache_seqlens: is required with topk (its length is the batch size)")
+    if num_heads_q is None:
+        raise ValueError("num_heads_q: is required with topk")
+    h_q = _int_arg("num_heads_q", num_heads_q, 1)
+    h_k = 1 if num_heads_k is None else _int_arg("num_heads_k", num_heads_k, 1)
+    if h_k != 1:
+        raise ValueError(f"num_heads_k: must be 1 with topk (sparse attention has one KV "
+                         f"head), got {h_k}")
+    if num_q_tokens_per_head_k is None:
+        raise ValueError("num_q_tokens_per_head_k: is required with topk (s_q * num_heads_q)")
+    tokens = _int_arg("num_q_tokens_per_head_k", num_q_tokens_per_head_k, 1)
+    if tokens % h_q != 0:
+        raise ValueError(f"num_q_tokens_per_head_k: {tokens} is not s_q * num_heads_q "
+                         f"// num_heads_k for num_heads_q = {h_q}, num_heads_k = 1")
+    (b,) = shape_of(cache_seqlens, "cache_seqlens", 1, "[b]")
+    if b < 1:
+        raise ValueError("cache_seqlens: expected at least one sequence, got shape (0,)")
+    adapter = adapter_for(cache_seqlens, "cache_seqlens")
+    device = adapter.device(cache_seqlens)
+    meta._hint = SparseHint(int(b), tokens // h_q, h_q, topk, device)
+    key: _core.SparseKey = (int(b), tokens // h_q, h_q, topk, 512, *device)
+    try:
+        meta._plan = _core.sparse_plans.get(key, adapter.stream(cache_seqlens))
+    except _ERRORS as e:
+        raise _core.renamed(e, {"plan": "cache_seqlens"}) from None
+    return meta, None
 
 
 def flash_mla_with_kvcache(
@@ -253,9 +381,16 @@ def flash_mla_with_kvcache(
         causal: causal mask for s_q > 1 (dense only).
         is_fp8_kvcache: whether ``k_cache`` is the FP8 cache.
         indices: ``[b, s_q, topk]`` int32 token indices (``page * page_block_size + offset``,
-            -1 skipped): token-sparse attention, no block table.
+            -1 skipped): token-sparse attention, no block table. ``k_cache`` then has one KV
+            head; bf16 and FP8 caches both work.
         attn_sink: ``[h_q]`` float32 (sparse only).
-        extra_k_cache, extra_indices_in_kvcache, topk_length, extra_topk_length: sparse only.
+        extra_k_cache: a second cache, stored like ``k_cache`` (sparse only).
+        extra_indices_in_kvcache: ``[b, s_q, extra_topk]`` int32 into ``extra_k_cache``.
+        topk_length, extra_topk_length: ``[b]`` int32: only the first so many indices count.
+
+    Sparse calls run with the sparse plan of their shape (made by ``get_mla_metadata(...,
+    topk=...)`` or by the first call; see :func:`get_mla_metadata`), so after that first call
+    they allocate only the outputs and can be captured in a CUDA graph.
 
     Returns:
         ``(out [b, s_q, h_q, head_dim_v] dtype of q, softmax_lse [b, h_q, s_q] float32)``,
@@ -275,7 +410,7 @@ def flash_mla_with_kvcache(
         if indices is not None:
             return ops().sparse_decode(q, k_cache, indices, topk_length, attn_sink,
                                        extra_k_cache, extra_indices_in_kvcache,
-                                       extra_topk_length, head_dim_v, scale)
+                                       extra_topk_length, head_dim_v, scale, meta._id)
         return ops().dense_decode(q, k_cache, block_table, cache_seqlens, meta._id,
                                   head_dim_v, scale, causal, is_fp8_kvcache)
     return meta._run(q, k_cache, block_table, cache_seqlens, head_dim_v, softmax_scale, causal,

@@ -398,12 +398,13 @@ Device make_device(const std::string& type, int index) {
   fail(ErrorKind::kType, "device", "must be 'cpu' or 'cuda', got '" + type + "'");
 }
 
-// Owns one flashmla::DecodePlan.
+// Owns one flashmla::DecodePlan: dense (topk = 0, planned by update()) or token-sparse (topk =
+// index slots per query, topk + extra_topk; planned when made).
 class Plan {
  public:
   Plan(int batch_size, int s_q, int h_q, int h_kv, int page_block_size, const std::string& device,
-       int device_index, int head_dim_v, int num_workers)
-      : plan_(make(DecodeShape{batch_size, s_q, h_q, h_kv, page_block_size},
+       int device_index, int head_dim_v, int num_workers, int topk)
+      : plan_(make(DecodeShape{batch_size, s_q, h_q, h_kv, page_block_size, topk},
                    make_device(device, device_index), head_dim_v, num_workers)) {}
 
   ~Plan() {
@@ -456,10 +457,11 @@ void dense_decode(const Plan& plan, nb::handle q, nb::handle kv_cache, nb::handl
   flashmla::mla_decode(args, plan.get(), as_stream(stream));
 }
 
-void sparse_decode(nb::handle q, nb::handle kv_cache, nb::handle indices, nb::handle topk_length,
-                   nb::handle attn_sink, nb::handle extra_kv_cache, nb::handle extra_indices,
-                   nb::handle extra_topk_length, nb::handle out, nb::handle lse, int head_dim_v,
-                   float softmax_scale, uintptr_t stream) {
+// `plan` null (None): the plan-less C++ entry point, which on CUDA makes a plan per call.
+void sparse_decode(const Plan* plan, nb::handle q, nb::handle kv_cache, nb::handle indices,
+                   nb::handle topk_length, nb::handle attn_sink, nb::handle extra_kv_cache,
+                   nb::handle extra_indices, nb::handle extra_topk_length, nb::handle out,
+                   nb::handle lse, int head_dim_v, float softmax_scale, uintptr_t stream) {
   Keep keep;
   flashmla::SparseDecodeArgs args;
   args.q = to_view(q, "q", false, keep);
@@ -475,7 +477,28 @@ void sparse_decode(nb::handle q, nb::handle kv_cache, nb::handle indices, nb::ha
   args.head_dim_v = head_dim_v;
   args.softmax_scale = softmax_scale;
   nb::gil_scoped_release release;
-  flashmla::mla_sparse_decode(args, as_stream(stream));
+  if (plan != nullptr) {
+    flashmla::mla_sparse_decode(args, plan->get(), as_stream(stream));
+  } else {
+    flashmla::mla_sparse_decode(args, as_stream(stream));
+  }
+}
+
+// Whether `stream` (a cudaStream_t) is capturing a CUDA graph. A failed query (e.g. the legacy
+// stream while a blocking stream captures) counts as capturing: callers use the answer to keep
+// buffers alive for a graph, and keeping them is the safe side.
+bool stream_is_capturing(uintptr_t stream) {
+#if defined(FLASHMLA_WITH_CUDA)
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(reinterpret_cast<cudaStream_t>(stream), &status) != cudaSuccess) {
+    cudaGetLastError();
+    return true;
+  }
+  return status != cudaStreamCaptureStatusNone;
+#else
+  (void)stream;
+  return false;
+#endif
 }
 
 void quantize_fp8(nb::handle src, nb::handle dst, uintptr_t stream) {
@@ -548,16 +571,17 @@ NB_MODULE(_C, m) {
         "(data pointer, dtype, shape, strides in elements, device) as flashmla sees `tensor`.");
 
   nb::class_<Plan>(m, "Plan", "flashmla::DecodePlan: split-KV schedule and workspace.")
-      .def(nb::init<int, int, int, int, int, const std::string&, int, int, int>(),
+      .def(nb::init<int, int, int, int, int, const std::string&, int, int, int, int>(),
            nb::arg("batch_size"), nb::arg("s_q"), nb::arg("h_q"), nb::arg("h_kv"),
            nb::arg("page_block_size"), nb::arg("device"), nb::arg("device_index"),
-           nb::arg("head_dim_v"), nb::arg("num_workers") = 0)
+           nb::arg("head_dim_v"), nb::arg("num_workers") = 0, nb::arg("topk") = 0)
       .def("update", &Plan::update, nb::arg("cache_seqlens").none(), nb::arg("stream") = 0)
       .def_prop_ro("batch_size", [](const Plan& p) { return p.get().shape().batch_size; })
       .def_prop_ro("s_q", [](const Plan& p) { return p.get().shape().s_q; })
       .def_prop_ro("h_q", [](const Plan& p) { return p.get().shape().h_q; })
       .def_prop_ro("h_kv", [](const Plan& p) { return p.get().shape().h_kv; })
       .def_prop_ro("page_block_size", [](const Plan& p) { return p.get().shape().page_block_size; })
+      .def_prop_ro("topk", [](const Plan& p) { return p.get().shape().topk; })
       .def_prop_ro("head_dim_v", [](const Plan& p) { return p.get().head_dim_v(); })
       .def_prop_ro("device", [](const Plan& p) { return p.get().device().str(); })
       .def_prop_ro("planned", [](const Plan& p) { return p.get().planned(); })
@@ -568,11 +592,13 @@ NB_MODULE(_C, m) {
         nb::arg("kv_cache").none(), nb::arg("block_table").none(), nb::arg("cache_seqlens").none(),
         nb::arg("out").none(), nb::arg("lse").none(), nb::arg("head_dim_v"),
         nb::arg("softmax_scale"), nb::arg("causal"), nb::arg("stream"));
-  m.def("sparse_decode", &sparse_decode, nb::arg("q").none(), nb::arg("kv_cache").none(),
-        nb::arg("indices").none(), nb::arg("topk_length").none(), nb::arg("attn_sink").none(),
-        nb::arg("extra_kv_cache").none(), nb::arg("extra_indices").none(),
-        nb::arg("extra_topk_length").none(), nb::arg("out").none(), nb::arg("lse").none(),
-        nb::arg("head_dim_v"), nb::arg("softmax_scale"), nb::arg("stream"));
+  m.def("sparse_decode", &sparse_decode, nb::arg("plan").none(), nb::arg("q").none(),
+        nb::arg("kv_cache").none(), nb::arg("indices").none(), nb::arg("topk_length").none(),
+        nb::arg("attn_sink").none(), nb::arg("extra_kv_cache").none(),
+        nb::arg("extra_indices").none(), nb::arg("extra_topk_length").none(), nb::arg("out").none(),
+        nb::arg("lse").none(), nb::arg("head_dim_v"), nb::arg("softmax_scale"), nb::arg("stream"));
+  m.def("stream_is_capturing", &stream_is_capturing, nb::arg("stream"),
+        "Whether the cudaStream_t `stream` is capturing a CUDA graph (False without CUDA).");
   m.def("quantize_fp8", &quantize_fp8, nb::arg("src").none(), nb::arg("dst").none(),
         nb::arg("stream"));
   m.def("dequantize_fp8", &dequantize_fp8, nb::arg("src").none(), nb::arg("dst").none(),

@@ -170,3 +170,50 @@ def dense_case(rng: np.random.Generator, dtype: Any, seqlens: Sequence[int], s_q
     q = (rng.standard_normal((b, s_q, h_q, d)) * 0.5).astype(dtype)
     kv = rng.standard_normal((num_blocks, page, h_kv, d)).astype(dtype)
     return DenseCase(q, kv, block_table, np.asarray(seqlens, np.int32))
+
+
+@dataclass
+class SparseCase:
+    q: np.ndarray
+    kv_cache: np.ndarray
+    indices: np.ndarray
+    topk_length: Optional[np.ndarray] = None
+    attn_sink: Optional[np.ndarray] = None
+    extra_kv_cache: Optional[np.ndarray] = None
+    extra_indices: Optional[np.ndarray] = None
+    extra_topk_length: Optional[np.ndarray] = None
+
+    def kwargs(self) -> dict:
+        """The optional arguments, as flashmla.sparse_decode's keywords."""
+        return dict(topk_length=self.topk_length, attn_sink=self.attn_sink,
+                    extra_kv_cache=self.extra_kv_cache, extra_indices=self.extra_indices,
+                    extra_topk_length=self.extra_topk_length)
+
+
+def sparse_case(rng: np.random.Generator, dtype: Any, b: int = 2, s_q: int = 1, h_q: int = 8,
+                topk: int = 24, page: int = 16, num_blocks: int = 6, extra_topk: int = 0,
+                lengths: bool = False, sink: bool = False) -> SparseCase:
+    """Random sparse inputs: distinct indices per query with some -1 slots; optionally
+    topk_length, an attn_sink (with +-inf entries) and an extra cache of extra_topk slots."""
+    rows = num_blocks * page
+    q = (rng.standard_normal((b, s_q, h_q, 576)) * 0.5).astype(dtype)
+    kv = rng.standard_normal((num_blocks, page, 1, 576)).astype(dtype)
+    indices = np.stack([np.stack([rng.choice(rows, topk, replace=False) for _ in range(s_q)])
+                        for _ in range(b)]).astype(np.int32)
+    indices[0, 0, ::5] = -1
+    case = SparseCase(q, kv, indices)
+    if lengths:
+        case.topk_length = rng.integers(0, topk + 1, size=b).astype(np.int32)
+        case.topk_length[0] = topk
+    if sink:
+        case.attn_sink = rng.standard_normal(h_q).astype(np.float32)
+        case.attn_sink[0] = np.inf
+        case.attn_sink[-1] = -np.inf
+    if extra_topk:
+        extra_blocks = 3
+        case.extra_kv_cache = rng.standard_normal((extra_blocks, 32, 1, 576)).astype(dtype)
+        case.extra_indices = rng.integers(-1, extra_blocks * 32,
+                                          size=(b, s_q, extra_topk)).astype(np.int32)
+        if lengths:
+            case.extra_topk_length = rng.integers(0, extra_topk + 1, size=b).astype(np.int32)
+    return case

@@ -1,5 +1,6 @@
 """CUDA with torch: correctness against the CPU path, streams, CUDA graphs, torch.compile and
-host overhead. Skips without torch, without a GPU, or with a build that has no CUDA backend."""
+host overhead, for dense and token-sparse decode. Skips without torch, without a GPU, or with a
+build that has no CUDA backend."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import flashmla  # noqa: E402
+from flashmla import _core  # noqa: E402
 from reference import (assert_close_lse, assert_close_out, dense_case,  # noqa: E402
-                       dense_decode_ref)
+                       dense_decode_ref, dequantize_fp8_ref, sparse_case, sparse_decode_ref)
 
 pytestmark = [
     pytest.mark.cuda,
@@ -176,3 +178,256 @@ def test_host_overhead_below_10us():
     result = bench_overhead.measure_cuda(iters=2000)
     print(result)
     assert result["decoder_prealloc_overhead_us"] < 10.0, result
+
+
+# ---- Token-sparse decode ----------------------------------------------------------------------
+
+SPARSE_FIELDS = ("q", "kv_cache", "indices", "topk_length", "attn_sink", "extra_kv_cache",
+                 "extra_indices", "extra_topk_length")
+
+
+def sparse_tensors(rng, fp8=False, **kwargs):
+    """A random sparse case as torch CPU tensors (dict by SparseDecodeArgs' names): q and caches
+    bf16, or with fp8 the caches as the FP8 cache (float8_e4m3fn [.., 656])."""
+    case = sparse_case(rng, np.float32, **kwargs)
+    t = {}
+    for name in SPARSE_FIELDS:
+        x = getattr(case, name)
+        if x is None:
+            t[name] = None
+        elif x.dtype == np.float32 and name in ("q", "kv_cache", "extra_kv_cache"):
+            t[name] = torch.from_numpy(x).to(torch.bfloat16)
+        else:
+            t[name] = torch.from_numpy(x)
+    if fp8:
+        for name in ("kv_cache", "extra_kv_cache"):
+            if t[name] is not None:
+                t[name] = flashmla.quantize_kv_cache_fp8(t[name])
+    return t
+
+
+def on(t, device):
+    return {k: (None if v is None else v.to(device)) for k, v in t.items()}
+
+
+def sparse_ref(t, head_dim_v=512, softmax_scale=None):
+    def arr(name):
+        x = t[name]
+        if x is None:
+            return None
+        x = x.cpu()
+        if x.dtype == torch.float8_e4m3fn:
+            return dequantize_fp8_ref(x.view(torch.uint8).numpy())
+        return x.double().numpy() if x.is_floating_point() else x.numpy()
+
+    return sparse_decode_ref(*(arr(n) for n in SPARSE_FIELDS), head_dim_v=head_dim_v,
+                             softmax_scale=softmax_scale)
+
+
+def sparse_kwargs(t):
+    return {k: t[k] for k in SPARSE_FIELDS[3:]}
+
+
+@pytest.mark.parametrize("fp8", [False, True])
+@pytest.mark.parametrize("b,s_q,h_q,topk,extra_topk,extras", [
+    (2, 1, 16, 128, 0, False),
+    (3, 2, 64, 200, 40, True),      # topk not a multiple of the KV tile, extra cache, sink
+    (1, 4, 128, 2048, 0, True),     # DeepSeek-V3.2's topk, all 128 heads
+    (5, 1, 16, 64, 0, True),        # short lists: topk_length cuts them further
+])
+def test_sparse_cuda_matches_cpu_and_reference(rng, fp8, b, s_q, h_q, topk, extra_topk,
+                                               extras):
+    t = sparse_tensors(rng, fp8, b=b, s_q=s_q, h_q=h_q, topk=topk, page=64,
+                       num_blocks=max(6, topk // 64 + 2), extra_topk=extra_topk,
+                       lengths=extras, sink=extras)
+    decoder_cpu = flashmla.MLASparseDecoder(b, h_q, topk, s_q=s_q, extra_topk=extra_topk)
+    out_cpu, lse_cpu = decoder_cpu(t["q"], t["kv_cache"], t["indices"], **sparse_kwargs(t))
+    cuda = on(t, "cuda")
+    decoder = flashmla.MLASparseDecoder(b, h_q, topk, s_q=s_q, extra_topk=extra_topk,
+                                        device="cuda")
+    out, lse = decoder(cuda["q"], cuda["kv_cache"], cuda["indices"], **sparse_kwargs(cuda))
+    assert out.is_cuda and lse.is_cuda and out.dtype == torch.bfloat16
+    check(out, lse, sparse_ref(t))
+    torch.testing.assert_close(out.cpu().float(), out_cpu.float(), atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(lse.cpu(), lse_cpu, atol=1e-4, rtol=1e-4)
+
+
+def test_sparse_decode_function_cuda_reuses_its_plan(rng):
+    _core.sparse_plans.clear()
+    t = on(sparse_tensors(rng, True, b=2, s_q=1, h_q=16, topk=96, page=64, sink=True), "cuda")
+    before = len(_core.sparse_plans)
+    for _layer in range(3):
+        out, lse = flashmla.sparse_decode(t["q"], t["kv_cache"], t["indices"],
+                                          **sparse_kwargs(t))
+        check(out, lse, sparse_ref(t))
+    assert len(_core.sparse_plans) == before + 1
+    # On another stream: a plan of its own (its workspace may be in use concurrently).
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        out, lse = flashmla.sparse_decode(t["q"], t["kv_cache"], t["indices"],
+                                          **sparse_kwargs(t))
+    side.synchronize()
+    check(out, lse, sparse_ref(t))
+    assert len(_core.sparse_plans) == before + 2
+
+
+def test_sparse_head_dim_v_and_scale_cuda(rng):
+    t = on(sparse_tensors(rng, False, b=2, s_q=1, h_q=16, topk=80, page=64), "cuda")
+    out, lse = flashmla.sparse_decode(t["q"], t["kv_cache"], t["indices"], head_dim_v=256,
+                                      softmax_scale=0.03)
+    assert out.shape == (2, 1, 16, 256)
+    check(out, lse, sparse_ref(t, head_dim_v=256, softmax_scale=0.03))
+
+
+def test_cuda_graph_capture_and_replay_sparse_step(rng):
+    """A captured sparse step: an MLASparseDecoder (planned when made) and the stateless
+    sparse_decode (plan made by a warm-up call on the capturing stream), several layers;
+    replays see new q, indices and topk_length."""
+    layers, b, h_q, topk = 3, 4, 16, 256
+    t = on(sparse_tensors(rng, True, b=b, s_q=2, h_q=h_q, topk=topk, page=64, num_blocks=16,
+                          lengths=True, sink=True), "cuda")
+    kvs = [flashmla.quantize_kv_cache_fp8(torch.randn(16, 64, 1, 576, dtype=torch.bfloat16,
+                                                      device="cuda"))
+           for _ in range(layers)]
+    decoder = flashmla.MLASparseDecoder(b, h_q, topk, s_q=2, device="cuda")
+    outs = [torch.empty(b, 2, h_q, 512, dtype=torch.bfloat16, device="cuda")
+            for _ in range(2 * layers)]
+    lses = [torch.empty(b, h_q, 2, device="cuda") for _ in range(2 * layers)]
+    kw = sparse_kwargs(t)
+
+    def step():
+        for i in range(layers):
+            decoder(t["q"], kvs[i], t["indices"], out=outs[i], lse=lses[i], **kw)
+            flashmla.sparse_decode(t["q"], kvs[i], t["indices"], out=outs[layers + i],
+                                   lse=lses[layers + i], **kw)
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        step()  # warm-up: makes sparse_decode's plan for this stream
+    side.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, stream=side):
+        step()
+    assert any(key[5] == "cuda" for key in _core.sparse_plans._pinned)
+    rows = 16 * 64
+    for _replay in range(2):
+        t["q"].copy_((torch.randn_like(t["q"], dtype=torch.float32) * 0.5).to(torch.bfloat16))
+        t["indices"].copy_(torch.stack([torch.randperm(rows, device="cuda")[:topk]
+                                        for _ in range(b * 2)]).view(b, 2, topk).int())
+        t["topk_length"].copy_(torch.randint(0, topk + 1, (b,), device="cuda").int())
+        graph.replay()
+        torch.cuda.synchronize()
+        for i in range(layers):
+            want = sparse_ref({**t, "kv_cache": kvs[i]})
+            check(outs[i], lses[i], want)
+            check(outs[layers + i], lses[layers + i], want)
+
+
+def test_cuda_graph_sparse_decode_planned_inside_capture(rng):
+    """torch's usual pattern: warm-up on a side stream, capture on torch's own capture stream.
+    sparse_decode has no plan for that stream yet, so the plan is made inside the capture
+    (device allocation and a synchronous copy in relaxed capture mode) and pinned."""
+    t = on(sparse_tensors(rng, False, b=2, s_q=1, h_q=16, topk=128, page=64), "cuda")
+    static = {}
+
+    def step():
+        static["out"], static["lse"] = flashmla.sparse_decode(t["q"], t["kv_cache"],
+                                                              t["indices"])
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    t["q"].copy_(t["q"].flip(0))
+    graph.replay()
+    torch.cuda.synchronize()
+    check(static["out"], static["lse"], sparse_ref(t))
+
+
+@pytest.mark.parametrize("extra_topk", [0, 32])
+def test_flashmla_sparse_drop_in_cuda(rng, extra_topk):
+    """FlashMLA's sparse usage: get_mla_metadata(..., topk=...) then flash_mla_with_kvcache with
+    the FP8 cache and indices, against the CPU path and the reference."""
+    b, s_q, h_q, topk = 2, 2, 64, 512
+    t = sparse_tensors(rng, True, b=b, s_q=s_q, h_q=h_q, topk=topk, page=64, num_blocks=12,
+                       extra_topk=extra_topk, lengths=True, sink=True)
+    results = {}
+    for device in ("cpu", "cuda"):
+        d = on(t, device)
+        sl = torch.full((b,), topk, dtype=torch.int32, device=device)
+        meta, num_splits = flashmla.get_mla_metadata(sl, s_q * h_q, 1, h_q, True, topk)
+        hinted = meta._plan
+        assert hinted is not None and hinted.topk == topk
+        for _layer in range(2):
+            results[device] = flashmla.flash_mla_with_kvcache(
+                d["q"], d["kv_cache"], None, None, 512, meta, num_splits,
+                softmax_scale=576 ** -0.5, is_fp8_kvcache=True, indices=d["indices"],
+                attn_sink=d["attn_sink"], extra_k_cache=d["extra_kv_cache"],
+                extra_indices_in_kvcache=d["extra_indices"], topk_length=d["topk_length"],
+                extra_topk_length=d["extra_topk_length"])
+        assert (meta._plan is hinted) == (extra_topk == 0)
+        assert meta._plan.topk == topk + extra_topk
+    out, lse = results["cuda"]
+    assert out.is_cuda and out.shape == (b, s_q, h_q, 512) and lse.shape == (b, h_q, s_q)
+    check(out, lse, sparse_ref(t))
+    torch.testing.assert_close(out.cpu().float(), results["cpu"][0].float(), atol=2e-2,
+                               rtol=2e-2)
+    torch.testing.assert_close(lse.cpu(), results["cpu"][1], atol=1e-4, rtol=1e-4)
+
+
+def test_flashmla_sparse_drop_in_cuda_graph(rng):
+    """FlashMLA's per-step metadata inside the captured step: get_mla_metadata(..., topk=...)
+    finds the plan that the warm-up step made, so the capture allocates nothing."""
+    b, s_q, h_q, topk, layers = 1, 4, 16, 256, 2
+    t = on(sparse_tensors(rng, True, b=b, s_q=s_q, h_q=h_q, topk=topk, page=64,
+                          num_blocks=8), "cuda")
+    sl = torch.full((b,), topk, dtype=torch.int32, device="cuda")
+    static = {}
+
+    def step():
+        meta, num_splits = flashmla.get_mla_metadata(sl, s_q * h_q, 1, h_q, True, topk)
+        for i in range(layers):
+            static[i] = flashmla.flash_mla_with_kvcache(
+                t["q"], t["kv_cache"], None, None, 512, meta, num_splits, is_fp8_kvcache=True,
+                indices=t["indices"])
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        step()  # warm-up on the capturing stream
+    side.synchronize()
+    made = len(_core.sparse_plans)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, stream=side):
+        step()
+    assert len(_core.sparse_plans) == made  # nothing new was made inside the capture
+    for _replay in range(2):
+        t["indices"].copy_(torch.stack([torch.randperm(8 * 64, device="cuda")[:topk]
+                                        for _ in range(b * s_q)]).view(b, s_q, topk).int())
+        graph.replay()
+        torch.cuda.synchronize()
+        for i in range(layers):
+            check(*static[i], sparse_ref(t))
+
+
+def test_torch_compile_inductor_sparse(rng):
+    t = on(sparse_tensors(rng, True, b=2, s_q=1, h_q=16, topk=128, page=64, sink=True), "cuda")
+    decoder = flashmla.MLASparseDecoder(2, 16, 128, device="cuda")
+
+    def attention(x, kv, indices, sink):
+        out, lse = decoder(x * 0.5, kv, indices, attn_sink=sink)
+        o2, _ = flashmla.sparse_decode(x, kv, indices, attn_sink=sink)
+        return out.float().relu() + o2.float(), lse
+
+    torch._dynamo.reset()
+    compiled = torch.compile(attention, fullgraph=True)
+    got = compiled(t["q"], t["kv_cache"], t["indices"], t["attn_sink"])
+    want = attention(t["q"], t["kv_cache"], t["indices"], t["attn_sink"])
+    torch.testing.assert_close(got[0], want[0])
+    torch.testing.assert_close(got[1], want[1])
