@@ -304,6 +304,13 @@ TEST_F(DenseValidation, PlanForAnotherShape) {
   }
 }
 
+TEST_F(DenseValidation, SparsePlanRefused) {
+  DecodeShape shape{kB, kSq, kHq, 1, kPage};
+  shape.topk = 64;
+  const DecodePlan sparse(shape, Device::cpu(), kDv);
+  EXPECT_TRUE(raises(call(args_, sparse), ErrorKind::kValue, "plan"));
+}
+
 TEST_F(DenseValidation, PlanNotUpdatedOrUpdatedForOtherLengths) {
   DecodePlan fresh(DecodeShape{kB, kSq, kHq, kHkv, kPage}, Device::cpu(), kDv);
   EXPECT_FALSE(fresh.planned());
@@ -347,6 +354,31 @@ TEST(PlanValidation, ShapeChecks) {
 #endif
 }
 
+TEST(PlanValidation, SparsePlans) {
+  auto sparse_shape = [](int h_kv, int topk) {
+    DecodeShape shape{2, 2, 4, h_kv, 64};
+    shape.topk = topk;
+    return shape;
+  };
+  EXPECT_TRUE(
+      raises([&] { DecodePlan(sparse_shape(2, 8), Device::cpu()); }, ErrorKind::kValue, "plan"));
+  EXPECT_TRUE(
+      raises([&] { DecodePlan(sparse_shape(1, -1), Device::cpu()); }, ErrorKind::kValue, "plan"));
+  // Planned when made: there are no lengths to update it with.
+  DecodePlan plan(sparse_shape(1, 8), Device::cpu());
+  EXPECT_TRUE(plan.planned());
+  EXPECT_EQ(plan.shape().topk, 8);
+  std::vector<int32_t> seqlens = {8, 8};
+  EXPECT_TRUE(
+      raises([&] { plan.update(TensorView::contiguous(seqlens.data(), DType::kInt32, {2})); },
+             ErrorKind::kValue, "plan"));
+  EXPECT_TRUE(plan.planned());
+#if !defined(FLASHMLA_WITH_CUDA)
+  EXPECT_TRUE(raises([&] { DecodePlan(sparse_shape(1, 8), Device::cuda(0)); },
+                     ErrorKind::kNotSupported, "plan"));
+#endif
+}
+
 // A valid sparse call: b = 2, s_q = 1, h_q = 4, cache of 3 pages x 16 rows (48 rows).
 class SparseValidation : public ::testing::Test {
  protected:
@@ -379,6 +411,15 @@ class SparseValidation : public ::testing::Test {
   }
   static std::function<void()> call(const SparseDecodeArgs& args) {
     return [args] { mla_sparse_decode(args); };
+  }
+  static std::function<void()> call(const SparseDecodeArgs& args, const DecodePlan& plan) {
+    return [args, &plan] { mla_sparse_decode(args, plan); };
+  }
+  // The sparse plan of the valid call (s_q = 1, h_kv = 1), `topk` slots per query.
+  static DecodeShape plan_shape(int topk, int b = kB, int s_q = 1, int h_q = kHq) {
+    DecodeShape shape{b, s_q, h_q, 1, 16};
+    shape.topk = topk;
+    return shape;
   }
 
   std::vector<uint16_t> q_, kv_, extra_kv_;
@@ -471,6 +512,53 @@ TEST_F(SparseValidation, ExtraCache) {
   a = with_extra();
   a.extra_kv_cache = with_dim(a.extra_kv_cache.view, 3, 512);
   EXPECT_TRUE(raises(call(a), ErrorKind::kValue, "extra_kv_cache"));
+}
+
+TEST_F(SparseValidation, PlanOverload) {
+  const DecodePlan plan(plan_shape(kTopk), Device::cpu(), kDv);
+  EXPECT_TRUE(succeeds(call(args_, plan)));
+  EXPECT_TRUE(succeeds(call(args_, plan)));  // one plan serves every layer
+  // With an extra cache the plan counts topk + extra_topk slots.
+  const DecodePlan with_extra_plan(plan_shape(kTopk + 3), Device::cpu(), kDv);
+  EXPECT_TRUE(succeeds(call(with_extra(), with_extra_plan)));
+  EXPECT_TRUE(raises(call(with_extra(), plan), ErrorKind::kValue, "plan"));
+  EXPECT_TRUE(raises(call(args_, with_extra_plan), ErrorKind::kValue, "plan"));
+}
+
+TEST_F(SparseValidation, PlanForAnotherShape) {
+  struct Variant {
+    DecodeShape shape;
+    int dv;
+    const char* what;
+  };
+  for (const Variant& v :
+       {Variant{plan_shape(kTopk, 3), kDv, "batch size"},
+        Variant{plan_shape(kTopk, kB, 2), kDv, "s_q"},
+        Variant{plan_shape(kTopk, kB, 1, 8), kDv, "h_q"},
+        Variant{plan_shape(kTopk + 1), kDv, "topk"}, Variant{plan_shape(kTopk - 1), kDv, "topk"},
+        Variant{plan_shape(kTopk), 256, "head_dim_v"}}) {
+    const DecodePlan plan(v.shape, Device::cpu(), v.dv);
+    EXPECT_TRUE(raises(call(args_, plan), ErrorKind::kValue, "plan")) << v.what;
+  }
+  // A dense plan of the same shape.
+  DecodePlan dense(DecodeShape{kB, 1, kHq, 1, 16}, Device::cpu(), kDv);
+  std::vector<int32_t> seqlens = {48, 48};
+  dense.update(TensorView::contiguous(seqlens.data(), DType::kInt32, {kB}));
+  EXPECT_TRUE(raises(call(args_, dense), ErrorKind::kValue, "plan"));
+}
+
+TEST_F(SparseValidation, PlanOnAnotherDevice) {
+  // Tensors on cuda:0 (never dereferenced: validation stops first) with a CPU plan.
+  SparseDecodeArgs a = args_;
+  a.q = on_cuda(a.q);
+  a.kv_cache = on_cuda(a.kv_cache);
+  a.indices = on_cuda(a.indices);
+  a.topk_length = on_cuda(*a.topk_length);
+  a.attn_sink = on_cuda(*a.attn_sink);
+  a.out = on_cuda(a.out);
+  a.lse = on_cuda(a.lse);
+  const DecodePlan plan(plan_shape(kTopk), Device::cpu(), kDv);
+  EXPECT_TRUE(raises(call(a, plan), ErrorKind::kValue, "plan"));
 }
 
 TEST_F(SparseValidation, CacheOutAndHeadDimV) {

@@ -6,114 +6,30 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <chrono>
-#include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/dense_case.h"
 #include "common/numeric.h"
-#include "common/reference.h"
 #include "gpu_harness.h"
 
 namespace flashmla::test {
 namespace {
 
-uint64_t base_seed() {
-  static const uint64_t seed = [] {
-    const char* env = std::getenv("FLASHMLA_TEST_SEED");
-    const uint64_t s =
-        env ? std::strtoull(env, nullptr, 10)
-            : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) %
-                  1000000007ull;
-    std::printf("[ gpu-tests ] FLASHMLA_TEST_SEED=%llu\n", static_cast<unsigned long long>(s));
-    return s;
-  }();
-  return seed;
-}
-
-// Work of the float64 reference, in (query row x key) pairs; above this only the CPU backend
-// is compared (it is itself checked against the reference by the CPU suite).
-constexpr double kReferenceBudget = 3e6;
-
-struct Group {
-  std::string name;
-  int cases = 0, failures = 0;
-  ErrorStats vs_cpu, vs_ref;
-  explicit Group(std::string n) : name(std::move(n)) {}
-  ~Group() {
-    std::printf(
-        "[ summary ] %-10s %3d cases, %d failed | vs CPU backend: max|err| %.3g, max err/allowed "
-        "%.3f, max lse rel %.3g | vs float64: max|err| %.3g, max err/allowed %.3f, lse rel "
-        "%.3g\n",
-        name.c_str(), cases, failures, vs_cpu.max_abs, vs_cpu.max_excess, vs_cpu.max_lse_rel,
-        vs_ref.max_abs, vs_ref.max_excess, vs_ref.max_lse_rel);
-  }
-};
-
-// Runs one case on both backends (and the float64 reference when cheap) and checks it.
-void run_case(Group& group, const DenseCase& c, bool graph = false) {
-  SCOPED_TRACE(c.describe());
-  ++group.cases;
-  DenseInputs in = fast_dense_inputs(c);
-  CaseViews host{in.q.view(), in.kv.cache.view(), in.kv.block_table_view(), in.kv.seqlens_view()};
-  const Outputs cpu = run_decode(c, host, c.num_workers);
-  DeviceCase dev = upload_case(host, in.q.bits.size(), in.kv.cache.halves.size());
-  const Outputs gpu = run_decode(c, dev.views, c.num_workers, graph);
-  bool ok = true;
-  const auto vs_cpu = compare_outputs(gpu, cpu, &group.vs_cpu);
-  EXPECT_TRUE(vs_cpu) << "CUDA vs CPU backend";
-  ok = ok && vs_cpu;
-  double work = 0;
-  for (int32_t len : c.seqlens) work += static_cast<double>(len) * c.s_q * c.h_q;
-  if (work <= kReferenceBudget) {
-    const ReferenceResult ref =
-        reference_dense_decode(in.q, in.kv, c.dv, c.softmax_scale, c.causal);
-    const auto vs_ref = compare_to_reference(gpu, ref, &group.vs_ref);
-    EXPECT_TRUE(vs_ref) << "CUDA vs float64 reference";
-    ok = ok && vs_ref;
-  }
-  if (!ok) ++group.failures;
-}
-
-std::vector<int32_t> lengths(Rng& rng, int b, int s_k, bool varying, double empty_fraction) {
-  std::vector<int32_t> v(b, s_k);
-  if (varying) {
-    for (auto& len : v) len = rng.coin(empty_fraction) ? 0 : rng.uniform_int(1, s_k);
-  }
-  return v;
-}
-
 // Every (h_q, h_kv, s_q) of the brief, with b, s_k, page size, causal and length pattern drawn
 // at random per case.
 TEST(CudaDenseDecode, HeadsSweep) {
   FLASHMLA_REQUIRE_GPU();
-  Group group("heads");
-  Rng rng(base_seed() * 31 + 1);
+  CaseGroup group("heads");
+  Rng rng(test_seed() * 31 + 1);
   const std::vector<std::pair<int, int>> heads = {
       {1, 1},  {3, 1},  {3, 3},   {9, 1},   {9, 3},   {63, 1},  {63, 3},  {64, 1},
       {64, 2}, {64, 8}, {126, 1}, {126, 2}, {126, 3}, {128, 1}, {128, 2}, {128, 8}};
-  const int batches[] = {1, 2, 6, 64};
-  const int s_ks[] = {20, 140, 4096};
-  const int pages[] = {16, 32, 64, 128};
   for (auto [h_q, h_kv] : heads) {
     for (int s_q : {1, 2, 4}) {
-      DenseCase c;
-      c.seed = rng.engine()();
-      c.h_q = h_q;
-      c.h_kv = h_kv;
-      c.s_q = s_q;
-      c.causal = rng.coin();
-      c.page_block_size = pages[rng.uniform_int(0, 3)];
-      int b = batches[rng.uniform_int(0, 3)];
-      int s_k = s_ks[rng.uniform_int(0, 2)];
-      // Keep the CPU oracle's work (and the host memory of the cache) bounded.
-      while (static_cast<double>(b) * s_k * s_q * h_q > 2.5e7 && b > 1) b = std::max(1, b / 4);
-      while (static_cast<double>(b) * s_k * h_kv > 6e5 && s_k > 140) s_k = 140;
-      c.seqlens = lengths(rng, b, s_k, rng.coin(), 0.1);
-      run_case(group, c);
+      run_dense_gpu_case(group, random_dense_case(rng, h_q, h_kv, s_q, /*fp8=*/false));
     }
   }
 }
@@ -121,19 +37,11 @@ TEST(CudaDenseDecode, HeadsSweep) {
 // Page sizes, causal masking and MTP rows across tile and page boundaries.
 TEST(CudaDenseDecode, PagesAndCausal) {
   FLASHMLA_REQUIRE_GPU();
-  Group group("pages");
-  Rng rng(base_seed() * 31 + 2);
+  CaseGroup group("pages");
+  Rng rng(test_seed() * 31 + 2);
   for (int page : {16, 32, 64, 128, 48}) {
     for (bool causal : {false, true}) {
-      DenseCase c;
-      c.seed = rng.engine()();
-      c.page_block_size = page;
-      c.causal = causal;
-      c.s_q = rng.uniform_int(1, 8);
-      c.h_q = 16 * rng.uniform_int(1, 8);
-      c.seqlens = {1,   2,   63, 64,  65,
-                   127, 129, 0,  700, static_cast<int32_t>(rng.uniform_int(1, 3000))};
-      run_case(group, c);
+      run_dense_gpu_case(group, page_boundary_case(rng, page, causal, /*fp8=*/false));
     }
   }
 }
@@ -143,21 +51,14 @@ TEST(CudaDenseDecode, PagesAndCausal) {
 // racecheck.
 TEST(CudaDenseDecode, SanitizerSmall) {
   FLASHMLA_REQUIRE_GPU();
-  Group group("small");
-  Rng rng(base_seed() * 31 + 9);
+  CaseGroup group("small");
+  Rng rng(test_seed() * 31 + 9);
   // (h_q, s_q) -> 16, 32 and 64 query rows per KV head.
   for (auto [h_q, s_q] : {std::pair{16, 1}, std::pair{16, 2}, std::pair{64, 1}}) {
     for (DType dtype : {DType::kBF16, DType::kFP16}) {
-      DenseCase c;
-      c.seed = rng.engine()();
-      c.seqlens = {70, 0, 130};
-      c.h_q = h_q;
-      c.s_q = s_q;
-      c.causal = true;
+      DenseCase c = small_dense_case(rng, h_q, s_q);
       c.dtype = dtype;
-      c.page_block_size = 32;
-      c.num_workers = 3;
-      run_case(group, c);
+      run_dense_gpu_case(group, c);
     }
   }
 }
@@ -165,8 +66,8 @@ TEST(CudaDenseDecode, SanitizerSmall) {
 // Edge cases: empty sequences, forced split counts, d = 512, smaller dv, fp16, scale.
 TEST(CudaDenseDecode, EdgeCases) {
   FLASHMLA_REQUIRE_GPU();
-  Group group("edge");
-  Rng rng(base_seed() * 31 + 3);
+  CaseGroup group("edge");
+  Rng rng(test_seed() * 31 + 3);
   auto base = [&] {
     DenseCase c;
     c.seed = rng.engine()();
@@ -177,7 +78,7 @@ TEST(CudaDenseDecode, EdgeCases) {
   {  // every sequence empty
     DenseCase c = base();
     c.seqlens = {0, 0, 0};
-    run_case(group, c);
+    run_dense_gpu_case(group, c);
   }
   for (int workers : {1, 2, 3, 7, 64, 500}) {  // one worker doing everything ... many tiny splits
     for (int h_q : {16, 128}) {
@@ -186,39 +87,39 @@ TEST(CudaDenseDecode, EdgeCases) {
       c.h_q = h_q;
       c.s_q = 2;
       c.causal = true;
-      run_case(group, c);
+      run_dense_gpu_case(group, c);
     }
   }
   {  // d = 512 (latent only), dv = 512
     DenseCase c = base();
     c.d = 512;
     c.h_q = 32;
-    run_case(group, c);
+    run_dense_gpu_case(group, c);
   }
   for (int dv : {256, 100, 7}) {  // smaller value dims
     DenseCase c = base();
     c.dv = dv;
     c.h_q = 64;
-    run_case(group, c);
+    run_dense_gpu_case(group, c);
   }
   for (int h_q : {8, 32, 128}) {  // fp16, all tile sizes
     DenseCase c = base();
     c.dtype = DType::kFP16;
     c.h_q = h_q;
     c.s_q = 2;
-    run_case(group, c);
+    run_dense_gpu_case(group, c);
   }
   {  // fp16 with d = 512
     DenseCase c = base();
     c.dtype = DType::kFP16;
     c.d = 512;
-    run_case(group, c);
+    run_dense_gpu_case(group, c);
   }
   {  // DeepSeek-like softmax scale
     DenseCase c = base();
     c.softmax_scale = 0.1352f;
     c.h_q = 128;
-    run_case(group, c);
+    run_dense_gpu_case(group, c);
   }
   {  // long sequence with a single short neighbour: many splits of one sequence
     DenseCase c = base();
@@ -226,15 +127,15 @@ TEST(CudaDenseDecode, EdgeCases) {
     c.h_q = 64;
     c.causal = true;
     c.s_q = 3;
-    run_case(group, c);
+    run_dense_gpu_case(group, c);
   }
 }
 
 // Shapes of the benchmark anchors (smaller batches where the CPU oracle would be slow).
 TEST(CudaDenseDecode, AnchorShapes) {
   FLASHMLA_REQUIRE_GPU();
-  Group group("anchors");
-  Rng rng(base_seed() * 31 + 4);
+  CaseGroup group("anchors");
+  Rng rng(test_seed() * 31 + 4);
   struct Shape {
     int b, s_q, h_q, s_k;
     bool varying;
@@ -247,32 +148,32 @@ TEST(CudaDenseDecode, AnchorShapes) {
     c.s_q = s.s_q;
     c.h_q = s.h_q;
     c.causal = s.s_q > 1;
-    c.seqlens = lengths(rng, s.b, s.s_k, s.varying, 0.05);
-    run_case(group, c);
+    c.seqlens = draw_seqlens(rng, s.b, s.s_k, s.varying, 0.05);
+    run_dense_gpu_case(group, c);
   }
 }
 
 // The decode call captured in a CUDA graph and replayed gives the same result.
 TEST(CudaDenseDecode, GraphCapture) {
   FLASHMLA_REQUIRE_GPU();
-  Group group("graph");
+  CaseGroup group("graph");
   DenseCase c;
-  c.seed = base_seed() * 31 + 5;
+  c.seed = test_seed() * 31 + 5;
   c.seqlens = {1000, 70, 0, 2500};
   c.h_q = 128;
   c.s_q = 2;
   c.causal = true;
-  run_case(group, c, /*graph=*/true);
+  run_dense_gpu_case(group, c, /*graph=*/true);
   c.h_q = 16;
-  run_case(group, c, /*graph=*/true);
+  run_dense_gpu_case(group, c, /*graph=*/true);
 }
 
 // Views whose rows are not 16-byte aligned take the kernels' slow load path.
 TEST(CudaDenseDecode, UnalignedStrides) {
   FLASHMLA_REQUIRE_GPU();
-  Group group("unaligned");
+  CaseGroup group("unaligned");
   DenseCase c;
-  c.seed = base_seed() * 31 + 6;
+  c.seed = test_seed() * 31 + 6;
   c.seqlens = {333, 1, 90};
   c.h_q = 16;
   c.s_q = 2;
@@ -300,13 +201,9 @@ TEST(CudaDenseDecode, UnalignedStrides) {
                           {kv.page_block_size * pitch, pitch, pitch, 1});
   host.block_table = in.kv.block_table_view();
   host.seqlens = in.kv.seqlens_view();
-  ++group.cases;
   const Outputs cpu = run_decode(c, host, 0);
   DeviceCase dev = upload_case(host, q_padded.size(), kv_padded.size());
-  const Outputs gpu = run_decode(c, dev.views, 0);
-  const auto ok = compare_outputs(gpu, cpu, &group.vs_cpu);
-  EXPECT_TRUE(ok);
-  if (!ok) ++group.failures;
+  group.check(run_decode(c, dev.views, 0), cpu, nullptr);
 }
 
 // A block id outside the cache (which the API cannot check for CUDA tensors) is never
@@ -314,31 +211,16 @@ TEST(CudaDenseDecode, UnalignedStrides) {
 TEST(CudaDenseDecode, InvalidBlockIdGivesNaN) {
   FLASHMLA_REQUIRE_GPU();
   DenseCase c;
-  c.seed = base_seed() * 31 + 7;
+  c.seed = test_seed() * 31 + 7;
   c.seqlens = {200, 150};
   c.h_q = 16;
-  for (int workers : {0, 5}) {
-    DenseInputs in = fast_dense_inputs(c);
-    CaseViews host{in.q.view(), in.kv.cache.view(), in.kv.block_table_view(), in.kv.seqlens_view()};
-    const Outputs cpu = run_decode(c, host, 0);
-    in.kv.block_table[1] = in.kv.cache.num_blocks + 1000;  // sequence 0, page 1
-    DeviceCase dev = upload_case(host, in.q.bits.size(), in.kv.cache.halves.size());
-    const Outputs gpu = run_decode(c, dev.views, workers);
-    const size_t per_seq = static_cast<size_t>(c.s_q) * c.h_q * c.dv;
-    for (size_t i = 0; i < per_seq; ++i) {
-      ASSERT_TRUE(std::isnan(gpu.out.value(static_cast<int64_t>(i)))) << "out[" << i << "]";
-    }
-    for (size_t i = per_seq; i < 2 * per_seq; ++i) {
-      ASSERT_NEAR(gpu.out.value(static_cast<int64_t>(i)), cpu.out.value(static_cast<int64_t>(i)),
-                  8e-4 + 2.0 / 128 * std::fabs(cpu.out.value(static_cast<int64_t>(i))));
-    }
-  }
+  expect_invalid_block_id_gives_nan(c);
 }
 
 // FP8 cache conversions are bit-identical to the CPU backend's.
 TEST(CudaFP8Cache, QuantizeDequantizeMatchCpu) {
   FLASHMLA_REQUIRE_GPU();
-  Rng rng(base_seed() * 31 + 8);
+  Rng rng(test_seed() * 31 + 8);
   const int num_blocks = 37, page = 64;
   std::vector<uint16_t> src(static_cast<size_t>(num_blocks) * page * 576);
   for (size_t i = 0; i < src.size(); ++i) {

@@ -1,7 +1,10 @@
 #include "gpu_harness.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <numeric>
 #include <sstream>
@@ -10,6 +13,7 @@
 #include "common/check.h"
 #include "common/float_convert.h"
 #include "common/numeric.h"
+#include "common/reference.h"
 
 namespace flashmla::test {
 
@@ -43,6 +47,19 @@ void DeviceBuffer::upload(const void* host, size_t bytes) {
 
 void DeviceBuffer::download(void* host, size_t bytes) const {
   cuda_ok(cudaMemcpy(host, ptr_, bytes, cudaMemcpyDeviceToHost), "download");
+}
+
+uint64_t test_seed() {
+  static const uint64_t seed = [] {
+    const char* env = std::getenv("FLASHMLA_TEST_SEED");
+    const uint64_t s =
+        env ? std::strtoull(env, nullptr, 10)
+            : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) %
+                  1000000007ull;
+    std::printf("[ gpu-tests ] FLASHMLA_TEST_SEED=%llu\n", static_cast<unsigned long long>(s));
+    return s;
+  }();
+  return seed;
 }
 
 namespace {
@@ -134,6 +151,7 @@ DenseInputs fast_dense_inputs(const DenseCase& c) {
       }
     }
   }
+  if (c.fp8) in.kv.cache = quantize_cache_fp8(in.kv.cache);
   return in;
 }
 
@@ -152,7 +170,22 @@ DeviceBuffer copy_of(const TensorView& v, size_t elems) {
   return b;
 }
 
+// Elements from a view's first to its last one, strides included.
+size_t span_elems(const TensorView& v) {
+  int64_t last = 0;
+  for (int i = 0; i < v.ndim; ++i) {
+    if (v.shape[i] == 0) return 0;
+    last += (v.shape[i] - 1) * v.strides[i];
+  }
+  return static_cast<size_t>(last + 1);
+}
+
 }  // namespace
+
+TensorView upload_view(const TensorView& host, DeviceBuffer& storage) {
+  storage = copy_of(host, span_elems(host));
+  return on_device(host, storage.get());
+}
 
 DeviceCase upload_case(const CaseViews& host, size_t q_elems, size_t kv_elems) {
   DeviceCase d;
@@ -167,12 +200,68 @@ DeviceCase upload_case(const CaseViews& host, size_t q_elems, size_t kv_elems) {
   return d;
 }
 
+Outputs poisoned_outputs(DType dtype, int64_t b, int s_q, int h_q, int dv) {
+  Outputs o;
+  o.out = HalfTensor(dtype, {b, s_q, h_q, dv}, kOutPoison);
+  o.lse.assign(static_cast<size_t>(b * h_q * s_q), lse_poison());
+  return o;
+}
+
+DeviceOutputs::DeviceOutputs(const Outputs& host)
+    : out_buffer(host.out.bits.size() * sizeof(uint16_t)),
+      lse_buffer(host.lse.size() * sizeof(float)) {
+  out_buffer.upload(host.out.bits.data(), out_buffer.bytes());
+  lse_buffer.upload(host.lse.data(), lse_buffer.bytes());
+  const std::vector<int64_t>& shape = host.out.shape;  // [b, s_q, h_q, dv]
+  out = contiguous_view(out_buffer.get(), host.out.dtype, shape);
+  out.device = Device::cuda(0);
+  lse = contiguous_view(lse_buffer.get(), DType::kFP32, {shape[0], shape[2], shape[1]});
+  lse.device = Device::cuda(0);
+}
+
+void DeviceOutputs::download(Outputs& host) const {
+  out_buffer.download(host.out.bits.data(), out_buffer.bytes());
+  lse_buffer.download(host.lse.data(), lse_buffer.bytes());
+}
+
+void run_on_stream(const std::function<void(cudaStream_t)>& call, bool graph,
+                   const std::function<void(cudaStream_t)>& prepare) {
+  cudaStream_t stream = nullptr;
+  cuda_ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
+  try {
+    if (prepare) prepare(stream);
+    if (!graph) {
+      call(stream);
+    } else {
+      cudaGraph_t g = nullptr;
+      cudaGraphExec_t exec = nullptr;
+      cuda_ok(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "capture");
+      try {
+        call(stream);
+      } catch (...) {
+        cudaStreamEndCapture(stream, &g);  // leave the stream usable
+        if (g) cudaGraphDestroy(g);
+        throw;
+      }
+      cuda_ok(cudaStreamEndCapture(stream, &g), "end capture");
+      cuda_ok(cudaGraphInstantiate(&exec, g, 0), "instantiate");
+      for (int i = 0; i < 2; ++i) cuda_ok(cudaGraphLaunch(exec, stream), "graph launch");
+      cuda_ok(cudaStreamSynchronize(stream), "graph sync");
+      cudaGraphExecDestroy(exec);
+      cudaGraphDestroy(g);
+    }
+    cuda_ok(cudaStreamSynchronize(stream), "decode");
+  } catch (...) {
+    cudaStreamDestroy(stream);
+    throw;
+  }
+  cudaStreamDestroy(stream);
+}
+
 Outputs run_decode(const DenseCase& c, const CaseViews& v, int num_workers, bool graph) {
   const int64_t b = static_cast<int64_t>(c.seqlens.size());
   const Device device = v.q.device;
-  Outputs o;
-  o.out = HalfTensor(c.dtype, {b, c.s_q, c.h_q, c.dv}, kOutPoison);
-  o.lse.assign(static_cast<size_t>(b * c.h_q * c.s_q), lse_poison());
+  Outputs o = poisoned_outputs(c.dtype, b, c.s_q, c.h_q, c.dv);
 
   DecodePlan plan(decode_shape(c), device, c.dv, num_workers);
 
@@ -193,42 +282,12 @@ Outputs run_decode(const DenseCase& c, const CaseViews& v, int num_workers, bool
     return o;
   }
 
-  const size_t out_bytes = o.out.bits.size() * sizeof(uint16_t);
-  const size_t lse_bytes = o.lse.size() * sizeof(float);
-  DeviceBuffer out(out_bytes), lse(lse_bytes);
-  out.upload(o.out.bits.data(), out_bytes);  // poison
-  lse.upload(o.lse.data(), lse_bytes);
-  args.out = contiguous_view(out.get(), c.dtype, {b, c.s_q, c.h_q, c.dv});
-  args.out.device = device;
-  args.lse = contiguous_view(lse.get(), DType::kFP32, {b, c.h_q, c.s_q});
-  args.lse.device = device;
-
-  cudaStream_t stream = nullptr;
-  cuda_ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
-  try {
-    plan.update(v.seqlens, stream);
-    if (!graph) {
-      mla_decode(args, plan, stream);
-    } else {
-      cudaGraph_t g = nullptr;
-      cudaGraphExec_t exec = nullptr;
-      cuda_ok(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "capture");
-      mla_decode(args, plan, stream);
-      cuda_ok(cudaStreamEndCapture(stream, &g), "end capture");
-      cuda_ok(cudaGraphInstantiate(&exec, g, 0), "instantiate");
-      for (int i = 0; i < 2; ++i) cuda_ok(cudaGraphLaunch(exec, stream), "graph launch");
-      cuda_ok(cudaStreamSynchronize(stream), "graph sync");
-      cudaGraphExecDestroy(exec);
-      cudaGraphDestroy(g);
-    }
-    cuda_ok(cudaStreamSynchronize(stream), "decode");
-  } catch (...) {
-    cudaStreamDestroy(stream);
-    throw;
-  }
-  cudaStreamDestroy(stream);
-  out.download(o.out.bits.data(), out_bytes);
-  lse.download(o.lse.data(), lse_bytes);
+  DeviceOutputs dev(o);
+  args.out = dev.out;
+  args.lse = dev.lse;
+  run_on_stream([&](cudaStream_t stream) { mla_decode(args, plan, stream); }, graph,
+                [&](cudaStream_t stream) { plan.update(v.seqlens, stream); });
+  dev.download(o);
   return o;
 }
 
@@ -305,6 +364,148 @@ template <typename OutFn, typename LseFn>
                                                 ErrorStats* stats) {
   return compare(
       gpu, [&](size_t i) { return ref.out[i]; }, [&](size_t i) { return ref.lse[i]; }, stats);
+}
+
+CaseGroup::~CaseGroup() {
+  std::printf(
+      "[ summary ] %-10s %3d cases, %d failed | vs CPU backend: max|err| %.3g, max err/allowed "
+      "%.3f, max lse rel %.3g | vs float64: max|err| %.3g, max err/allowed %.3f, lse rel "
+      "%.3g\n",
+      name.c_str(), cases, failures, vs_cpu.max_abs, vs_cpu.max_excess, vs_cpu.max_lse_rel,
+      vs_ref.max_abs, vs_ref.max_excess, vs_ref.max_lse_rel);
+}
+
+void CaseGroup::check(const Outputs& gpu, const Outputs& cpu, const ReferenceResult* ref) {
+  ++cases;
+  const auto vs_cpu_ok = compare_outputs(gpu, cpu, &vs_cpu);
+  EXPECT_TRUE(vs_cpu_ok) << "CUDA vs CPU backend (replay: FLASHMLA_TEST_SEED=" << test_seed()
+                         << ")";
+  bool ok = vs_cpu_ok;
+  if (ref != nullptr) {
+    const auto vs_ref_ok = compare_to_reference(gpu, *ref, &vs_ref);
+    EXPECT_TRUE(vs_ref_ok) << "CUDA vs float64 reference (replay: FLASHMLA_TEST_SEED="
+                           << test_seed() << ")";
+    ok = ok && vs_ref_ok;
+  }
+  if (!ok) ++failures;
+}
+
+void CaseGroup::run(const std::string& description, const std::function<void()>& body) {
+  SCOPED_TRACE(description);
+  try {
+    body();
+  } catch (const std::exception& e) {
+    ++cases;
+    ++failures;
+    ADD_FAILURE() << "threw: " << e.what() << " (replay: FLASHMLA_TEST_SEED=" << test_seed() << ")";
+  }
+}
+
+namespace {
+
+CaseViews host_views(DenseInputs& in) {
+  return {in.q.view(), in.kv.cache.view(), in.kv.block_table_view(), in.kv.seqlens_view()};
+}
+
+DeviceCase upload_inputs(DenseInputs& in) {
+  const KVCache& kv = in.kv.cache;
+  const size_t kv_elems = kv.dtype == DType::kUInt8 ? kv.bytes.size() : kv.halves.size();
+  return upload_case(host_views(in), in.q.bits.size(), kv_elems);
+}
+
+}  // namespace
+
+void run_dense_gpu_case(CaseGroup& group, const DenseCase& c, bool graph) {
+  group.run(c.describe(), [&] {
+    DenseInputs in = fast_dense_inputs(c);
+    const Outputs cpu = run_decode(c, host_views(in), c.num_workers);
+    DeviceCase dev = upload_inputs(in);
+    const Outputs gpu = run_decode(c, dev.views, c.num_workers, graph);
+    double work = 0;
+    for (int32_t len : c.seqlens) work += static_cast<double>(len) * c.s_q * c.h_q;
+    if (work <= kReferenceBudget) {
+      const ReferenceResult ref =
+          reference_dense_decode(in.q, in.kv, c.dv, c.softmax_scale, c.causal);
+      group.check(gpu, cpu, &ref);
+    } else {
+      group.check(gpu, cpu, nullptr);
+    }
+  });
+}
+
+std::vector<int32_t> draw_seqlens(Rng& rng, int b, int s_k, bool varying, double empty_fraction) {
+  std::vector<int32_t> v(b, s_k);
+  if (varying) {
+    for (auto& len : v) len = rng.coin(empty_fraction) ? 0 : rng.uniform_int(1, s_k);
+  }
+  return v;
+}
+
+DenseCase random_dense_case(Rng& rng, int h_q, int h_kv, int s_q, bool fp8) {
+  const int batches[] = {1, 2, 6, 64};
+  const int s_ks[] = {20, 140, 4096};
+  const int pages[] = {16, 32, 64, 128};
+  DenseCase c;
+  c.seed = rng.engine()();
+  c.h_q = h_q;
+  c.h_kv = h_kv;
+  c.s_q = s_q;
+  c.fp8 = fp8;
+  c.causal = rng.coin();
+  c.page_block_size = pages[rng.uniform_int(0, 3)];
+  int b = batches[rng.uniform_int(0, 3)];
+  int s_k = s_ks[rng.uniform_int(0, 2)];
+  while (static_cast<double>(b) * s_k * s_q * h_q > 2.5e7 && b > 1) b = std::max(1, b / 4);
+  const double max_rows = fp8 ? 1.5e5 : 6e5 / h_kv;
+  while (static_cast<double>(b) * s_k > max_rows && s_k > 140) s_k = std::max(140, s_k / 2);
+  c.seqlens = draw_seqlens(rng, b, s_k, rng.coin(), 0.1);
+  return c;
+}
+
+DenseCase page_boundary_case(Rng& rng, int page, bool causal, bool fp8) {
+  DenseCase c;
+  c.seed = rng.engine()();
+  c.fp8 = fp8;
+  c.page_block_size = page;
+  c.causal = causal;
+  c.s_q = rng.uniform_int(1, 8);
+  c.h_q = 16 * rng.uniform_int(1, 8);
+  c.seqlens = {1, 2, 63, 64, 65, 127, 129, 0, 700, static_cast<int32_t>(rng.uniform_int(1, 3000))};
+  return c;
+}
+
+DenseCase small_dense_case(Rng& rng, int h_q, int s_q) {
+  DenseCase c;
+  c.seed = rng.engine()();
+  c.seqlens = {70, 0, 130};
+  c.h_q = h_q;
+  c.s_q = s_q;
+  c.causal = true;
+  c.page_block_size = 32;
+  c.num_workers = 3;
+  return c;
+}
+
+void expect_invalid_block_id_gives_nan(const DenseCase& c) {
+  const Tolerance tol;
+  const int64_t per_seq = static_cast<int64_t>(c.s_q) * c.h_q * c.dv;
+  for (int workers : {0, 5}) {
+    SCOPED_TRACE(c.describe() + ", workers " + std::to_string(workers));
+    DenseInputs in = fast_dense_inputs(c);
+    const Outputs cpu = run_decode(c, host_views(in), 0);
+    in.kv.block_table[1] = in.kv.cache.num_blocks + 1000;  // sequence 0, page 1
+    DeviceCase dev = upload_inputs(in);
+    const Outputs gpu = run_decode(c, dev.views, workers);
+    for (int64_t i = 0; i < 2 * per_seq; ++i) {
+      const double got = gpu.out.value(i), want = cpu.out.value(i);
+      if (i < per_seq) {
+        ASSERT_TRUE(std::isnan(got)) << "out[" << i << "] = " << got;
+      } else {
+        ASSERT_LE(std::fabs(got - want), tol.out_abs + tol.out_rel * std::fabs(want))
+            << "out[" << i << "] = " << got << ", expected " << want;
+      }
+    }
+  }
 }
 
 }  // namespace flashmla::test

@@ -67,6 +67,9 @@ void device_free(void* ptr, int device) noexcept {
 void copy_to_device(void* dst, const void* src, size_t bytes, int device) {
   DeviceGuard guard(device);
   FLASHMLA_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+  // A copy from pageable memory may return before it lands; later work on other (non-blocking)
+  // streams must see the data.
+  FLASHMLA_CUDA_CHECK(cudaStreamSynchronize(nullptr));
 }
 
 int sm_count(int device) {

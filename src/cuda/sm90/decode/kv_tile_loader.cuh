@@ -133,7 +133,8 @@ __device__ __forceinline__ KVRowIds<Cfg> fetch_row_ids(const DecodeKernelArgs& a
       const int k = first ? t : t - a.lists[0].topk;
       const int count = first ? src.count[0] : src.count[1];
       const int32_t* list = first ? src.list[0] : src.list[1];
-      ids.id[pass] = t < token_end && k < count ? __ldg(list + k) : kPastEnd;
+      // Any index below -1 becomes -2 (bad), so that none can pass for the kPastEnd marker.
+      ids.id[pass] = t < token_end && k < count ? max(__ldg(list + k), -2) : kPastEnd;
     } else {
       const int page = t / a.kv.page_block_size;
       ids.id[pass] = t >= token_end                ? kPastEnd
