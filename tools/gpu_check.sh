@@ -77,16 +77,25 @@ if has bench-fp8; then  # issue 5: dense decode over an FP8 cache on the dense a
   echo "=== bench fp8 rc=$? ($((SECONDS - t0)) s)"; tail -28 "$OUT/bench_fp8.log"
 fi
 
-if has ncu; then  # where the time goes in the worst dense cases (index 0: b128 h128, 17: b8, 21: h16 s_q2)
-  for c in 0 17 21; do
+if has ncu; then  # where the time goes: NCU_CASES="kind:index ..." (kind dense, fp8 or sparse)
+  for kc in ${NCU_CASES:-dense:0 dense:17 dense:21}; do
+    kind=${kc%%:*} c=${kc##*:}
+    case $kind in
+      dense) args=(--cases .deps/anchors/flashmla-dense-decode-h200.json) ;;
+      fp8) args=(--cases .deps/anchors/flashmla-dense-decode-h200.json --kv fp8 --no-bf16-kv-baseline) ;;
+      sparse) args=(--cases .deps/anchors/flashmla-sparse-decode-h200.json) ;;
+    esac
     timeout 120 ncu --clock-control none -k regex:decode_kernel -c 1 \
       --section SpeedOfLight --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
       --section WarpStateStats --section SchedulerStats --section Occupancy --section LaunchStats \
-      build-gpu/apps/flashmla/flashmla bench --cases .deps/anchors/flashmla-dense-decode-h200.json \
-      --device cuda --case-filter "index=$c" --no-ceilings --budget 0.05 > "$OUT/ncu_case$c.txt" 2>&1
-    echo "=== ncu case $c rc=$?"
-    grep -E "Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Executed Ipc A|Issue Slots Busy|No Eligible|Stall|Warp Cycles Per Issued|Registers Per|Achieved Occupancy" \
-      "$OUT/ncu_case$c.txt" | head -24
+      --metrics "$(printf 'smsp__average_warps_issue_stalled_%s_per_issue_active.ratio,' barrier \
+        long_scoreboard short_scoreboard wait math_pipe_throttle mio_throttle lg_throttle \
+        not_selected dispatch_stall membar sleeping no_instruction | sed 's/,$//')" \
+      build-gpu/apps/flashmla/flashmla bench "${args[@]}" --device cuda --case-filter "index=$c" \
+      --no-ceilings --budget 0.05 > "$OUT/ncu_${kind}_$c.txt" 2>&1
+    echo "=== ncu $kind case $c rc=$?"
+    grep -E "Duration|DRAM Throughput|Compute \(SM\) Throughput|Executed Ipc A|Issue Slots Busy|No Eligible|Warp Cycles Per Issued|Registers Per|L1/TEX Hit|L2 Hit|Mem Pipes Busy|stalled" \
+      "$OUT/ncu_${kind}_$c.txt" | head -30
   done
 fi
 

@@ -192,12 +192,13 @@ class SparseCase:
 
 def sparse_case(rng: np.random.Generator, dtype: Any, b: int = 2, s_q: int = 1, h_q: int = 8,
                 topk: int = 24, page: int = 16, num_blocks: int = 6, extra_topk: int = 0,
-                lengths: bool = False, sink: bool = False) -> SparseCase:
+                lengths: bool = False, sink: bool = False, kv_scale: float = 1.0) -> SparseCase:
     """Random sparse inputs: distinct indices per query with some -1 slots; optionally
-    topk_length, an attn_sink (with +-inf entries) and an extra cache of extra_topk slots."""
+    topk_length, an attn_sink (with +-inf entries) and an extra cache of extra_topk slots.
+    Cache values are N(0, kv_scale^2)."""
     rows = num_blocks * page
     q = (rng.standard_normal((b, s_q, h_q, 576)) * 0.5).astype(dtype)
-    kv = rng.standard_normal((num_blocks, page, 1, 576)).astype(dtype)
+    kv = (rng.standard_normal((num_blocks, page, 1, 576)) * kv_scale).astype(dtype)
     indices = np.stack([np.stack([rng.choice(rows, topk, replace=False) for _ in range(s_q)])
                         for _ in range(b)]).astype(np.int32)
     indices[0, 0, ::5] = -1
@@ -211,7 +212,8 @@ def sparse_case(rng: np.random.Generator, dtype: Any, b: int = 2, s_q: int = 1, 
         case.attn_sink[-1] = -np.inf
     if extra_topk:
         extra_blocks = 3
-        case.extra_kv_cache = rng.standard_normal((extra_blocks, 32, 1, 576)).astype(dtype)
+        case.extra_kv_cache = (rng.standard_normal((extra_blocks, 32, 1, 576)) *
+                               kv_scale).astype(dtype)
         case.extra_indices = rng.integers(-1, extra_blocks * 32,
                                           size=(b, s_q, extra_topk)).astype(np.int32)
         if lengths:
