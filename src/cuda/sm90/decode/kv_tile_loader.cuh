@@ -37,8 +37,8 @@ __device__ __forceinline__ uint32_t tile_chunk_offset(int r, int chunk) {
 
 // Copies 16 bytes from global to shared memory without cp.async, for rows that are not 16-byte
 // aligned. Slow, but only strided views that no framework produces take this path.
-__device__ __noinline__ void copy_16_unaligned(uint8_t* smem_base, uint32_t offset, const void* src,
-                                               bool valid) {
+static __device__ __noinline__ void copy_16_unaligned(uint8_t* smem_base, uint32_t offset,
+                                                      const void* src, bool valid) {
   uint32_t w[4];
   const auto* bytes = static_cast<const uint8_t*>(src);
   if (reinterpret_cast<uintptr_t>(src) % 2 == 0) {  // element-aligned bf16/fp16 rows
