@@ -186,10 +186,14 @@ SPARSE_FIELDS = ("q", "kv_cache", "indices", "topk_length", "attn_sink", "extra_
                  "extra_indices", "extra_topk_length")
 
 
-def sparse_tensors(rng, fp8=False, **kwargs):
+def sparse_tensors(rng, fp8=False, kv_scale=0.1, **kwargs):
     """A random sparse case as torch CPU tensors (dict by SparseDecodeArgs' names): q and caches
-    bf16, or with fp8 the caches as the FP8 cache (float8_e4m3fn [.., 656])."""
-    case = sparse_case(rng, np.float32, **kwargs)
+    bf16, or with fp8 the caches as the FP8 cache (float8_e4m3fn [.., 656]). Cache values are
+    N(0, 0.1^2) by default, the scale of the anchors' inputs: the GPU rounds softmax weights to
+    bf16 before P V (as FlashMLA does), an error of up to 2^-9 * sum_i p_i |v_i| per element,
+    which with few attended keys whose values cancel (|v| ~ 4 at scale 1) alone exceeds MLA.md's
+    8e-4 + 2/128 |ref|."""
+    case = sparse_case(rng, np.float32, kv_scale=kv_scale, **kwargs)
     t = {}
     for name in SPARSE_FIELDS:
         x = getattr(case, name)
@@ -237,12 +241,9 @@ def sparse_kwargs(t):
 ])
 def test_sparse_cuda_matches_cpu_and_reference(rng, fp8, b, s_q, h_q, topk, extra_topk,
                                                extras):
-    # Cache values N(0, 0.1^2), the scale of the anchors' inputs: the GPU rounds softmax weights to bf16 before P V (as FlashMLA
-    # does), an error of up to 2^-9 * sum_i p_i |v_i| per element. With few attended keys whose
-    # values cancel (|v| ~ 4 at scale 1) that alone exceeds MLA.md's 8e-4 + 2/128 |ref|.
     t = sparse_tensors(rng, fp8, b=b, s_q=s_q, h_q=h_q, topk=topk, page=64,
                        num_blocks=max(6, topk // 64 + 2), extra_topk=extra_topk,
-                       lengths=extras, sink=extras, kv_scale=0.1)
+                       lengths=extras, sink=extras)
     decoder_cpu = flashmla.MLASparseDecoder(b, h_q, topk, s_q=s_q, extra_topk=extra_topk)
     out_cpu, lse_cpu = decoder_cpu(t["q"], t["kv_cache"], t["indices"], **sparse_kwargs(t))
     cuda = on(t, "cuda")

@@ -59,12 +59,7 @@ struct DecodeConfig {
   // Pipeline depth: operand tiles in flight (bf16/fp16 rows), or FP8 staging buffers, each
   // converted in turn into a single operand tile.
   static constexpr int kStages = kStages_;
-  // FP8 rows on the mma.sync paths: while S of one tile runs, the next tile is converted from
-  // the single staging buffer into a second operand tile, interleaved with the S k-steps, so the
-  // conversion's shared-memory traffic and ALU work fill the MMA latency instead of adding to
-  // it. (The wgmma path has no room for a second operand tile next to its 72 KB Q tile.)
-  static constexpr bool kConvertAhead = kFP8 && !kWgmma;
-  static constexpr int kOperandTiles = kConvertAhead ? 2 : kFP8 ? 1 : kStages;
+  static constexpr int kOperandTiles = kFP8 ? 1 : kStages;
   static constexpr int kThreads = 256;
   static constexpr int kWarps = kThreads / 32;
   static constexpr int kDvMax = kWarps * 64;  // value columns computed: 512
@@ -91,7 +86,7 @@ struct DecodeConfig {
   static constexpr int kStagingBytes = kFP8 ? kTileN * 656 : 0;
   // Sparse: which rows of a tile take part in the softmax, per tile in flight (FP8 refills a
   // staging buffer before the current tile's scores are masked, hence one more).
-  static constexpr int kValidSlots = kSparse ? (kFP8 ? kStages + 2 : kStages) : 0;
+  static constexpr int kValidSlots = kSparse ? (kFP8 ? kStages + 1 : kStages) : 0;
   static constexpr int kOffQ = 0;
   static constexpr int kOffKV = kOffQ + kQBytes;
   static constexpr int kOffP = kOffKV + kOperandTiles * kKVBytes;
@@ -104,8 +99,6 @@ struct DecodeConfig {
   static_assert(kTileN == 32 || kTileN == 64, "P tile swizzle handles 64- and 128-byte rows");
   static_assert(!(kWgmma && kQInRegs), "wgmma reads Q from shared memory");
   static_assert(!kFP8 || (kD == 576 && kTileN == 64), "FP8 rows hold d = 576 values");
-  static_assert(!kConvertAhead || (kStages == 1 && kSWarps == kWarps && kD / 16 == 4 * 9),
-                "the conversion is spread over the S k-steps of every warp, 9 parts");
   static_assert(!kWgmma || (kRows == 64 && kTileN == 64 && kSWarpsM == 4 && kSWarpsN == 2 &&
                             kSNTiles == 4 && kD / 64 >= 8),
                 "the wgmma path is written for 64 x 64 tiles and 512 value columns");
@@ -168,9 +161,7 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DecodeKernelAr
 
   // Tiles in flight: native rows fill kStages - 1 operand tiles ahead; FP8 rows fill all
   // kStages staging buffers ahead (each is converted into the operand tile when its turn comes).
-  // Convert-ahead: tile t + 2 is loaded while tile t + 1 waits in the staging buffer.
-  constexpr int kAhead = Cfg::kConvertAhead ? 2 : Cfg::kFP8 ? Cfg::kStages : Cfg::kStages - 1;
-  constexpr int kPrologueLoads = Cfg::kConvertAhead ? 1 : kAhead;
+  constexpr int kAhead = Cfg::kFP8 ? Cfg::kStages : Cfg::kStages - 1;
   auto buffer_of = [](int slot) {
     return Cfg::kFP8 ? Cfg::kOffStaging + slot * Cfg::kStagingBytes
                      : Cfg::kOffKV + slot * Cfg::kKVBytes;
@@ -184,7 +175,7 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DecodeKernelAr
   load_q_tile<Cfg>(smem, a, src.batch, s_base, kv_head, row0);
   ptx::cp_async_commit();
 #pragma unroll
-  for (int s = 0; s < kPrologueLoads; ++s) {
+  for (int s = 0; s < kAhead; ++s) {
     if (s < num_tiles) {
       const int start = token_begin + s * Cfg::kTileN;
       load_kv_tile<Cfg>(smem, buffer_of(s), valid_of(s), a,
@@ -192,23 +183,9 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DecodeKernelAr
     }
     ptx::cp_async_commit();  // empty groups keep the wait counts uniform
   }
-  // Row ids of the next tile to load, fetched a whole tile early.
+  // Row ids of the next tile to load (tile kAhead), fetched a whole tile early.
   KVRowIds<Cfg> next_ids =
-      fetch_row_ids<Cfg>(a, src, token_begin + kPrologueLoads * Cfg::kTileN, token_end);
-  if constexpr (Cfg::kConvertAhead) {  // tile 0 into operand tile 0, then stage tile 1
-    if (num_tiles > 0) {
-      ptx::cp_async_wait<0>();
-      __syncthreads();
-      convert_fp8_tile<Cfg>(smem, Cfg::kOffStaging, Cfg::kOffKV);
-      __syncthreads();  // staging buffer free
-      if (num_tiles > 1) {
-        const int start = token_begin + Cfg::kTileN;
-        load_kv_tile<Cfg>(smem, Cfg::kOffStaging, valid_of(1), a, next_ids, kv_head, start, bad);
-        if (num_tiles > 2) next_ids = fetch_row_ids<Cfg>(a, src, start + Cfg::kTileN, token_end);
-      }
-      ptx::cp_async_commit();
-    }
-  }
+      fetch_row_ids<Cfg>(a, src, token_begin + kAhead * Cfg::kTileN, token_end);
 
   // ---- S-warp state: this thread's two rows (g and g + 8 of the warp's 16-row block).
   const bool s_warp = warp < Cfg::kSWarps;
@@ -280,13 +257,7 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DecodeKernelAr
       write_stage = write_stage + 1 == Cfg::kStages ? 0 : write_stage + 1;
     };
     uint32_t kv_stage;
-    if constexpr (Cfg::kConvertAhead) {
-      ptx::cp_async_wait<0>();
-      // Tile `tile` (converted during the previous S) visible, tile + 1 staged; every warp is
-      // done with the other operand tile, which receives tile + 1 during this S.
-      __syncthreads();
-      kv_stage = smem_base + Cfg::kOffKV + (tile & 1) * Cfg::kKVBytes;
-    } else if constexpr (Cfg::kFP8) {
+    if constexpr (Cfg::kFP8) {
       // Every warp is done with the operand tile (wgmma: its P V has retired) before the
       // conversion overwrites it.
       if constexpr (Cfg::kWgmma) wgmma::wait<0>();
@@ -363,12 +334,6 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DecodeKernelAr
             ptx::ldmatrix_x4(q_lane + blk * (Cfg::kRows << 7) + ((j2 ^ q_x) << 4), qa[0], qa[1],
                              qa[2], qa[3]);
           }
-          if constexpr (Cfg::kConvertAhead) {
-            if ((kk & 3) == 3 && tile + 1 < num_tiles) {
-              convert_fp8_part<Cfg>(smem, Cfg::kOffStaging,
-                                    Cfg::kOffKV + ((tile + 1) & 1) * Cfg::kKVBytes, kk >> 2);
-            }
-          }
           const uint32_t k_addr = k_lane + blk * (Cfg::kTileN << 7) + ((j2 ^ k_x) << 4);
           if constexpr (Cfg::kSNTiles == 1) {
             uint32_t b0, b1;
@@ -422,8 +387,7 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DecodeKernelAr
     __syncthreads();  // row maxima of all column warps are in `red`
     // wgmma: both warpgroups have retired their P V of the previous tile (each waited before the
     // barrier), so its stage and the P buffer may be overwritten now, not earlier.
-    // (Convert-ahead: every warp has converted the staged tile, so it may be refilled.)
-    if constexpr ((Cfg::kWgmma && !Cfg::kFP8) || Cfg::kConvertAhead) refill();
+    if constexpr (Cfg::kWgmma && !Cfg::kFP8) refill();
 
     if (s_warp) {
       // ---- Online softmax: new maxima, rescale factor, P = exp2(S - m) to shared memory.

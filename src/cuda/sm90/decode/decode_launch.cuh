@@ -31,18 +31,17 @@ void launch_decode(const DecodeKernelArgs& a, cudaStream_t stream) {
 //   16 rows (memory-bound, e.g. h_q / h_kv = 16, s_q = 1): Q fragments held in registers;
 //   32 rows: Q from shared memory (in registers it spills, and measured slower);
 //   64 rows (compute-bound): tensor work on wgmma (the 72 KB Q tile leaves room for two stages).
-// bf16/fp16 rows are double-buffered. FP8 rows go through one 41 KB staging buffer: on the
-// mma.sync paths it is converted into two alternating operand tiles while S of the previous
-// tile runs (measured: 3 staging buffers and a serial conversion into one operand tile ran
-// h_q = 16 at 440 us, slower than the bf16 cache's 356 us); the wgmma path has room for one
-// operand tile only and converts serially.
+// bf16/fp16 rows are double-buffered. FP8 rows go through 41 KB staging buffers, as many as fit
+// beside the Q tile and the single converted operand tile: 3, 2 and 1. Tried and measured slower
+// (h_q = 16, 468 vs 440 us): one staging buffer converted into two alternating operand tiles
+// during the previous tile's S, which leaves only one tile of loads in flight.
 // Measured on the H200 and rejected: 32-token stages 5 deep (16/32 rows: 12% / 27% slower),
 // two 16-row tiles for 32 rows (35% slower), mma.sync for 64 rows (about 1.4x slower).
 template <typename Elem, int kD, bool kFP8, bool kSparse>
 struct DecodeConfigs {
   using Rows16 =
-      DecodeConfig<Elem, kD, 16, 64, kFP8 ? 1 : 2, false, /*kQInRegs=*/true, kFP8, kSparse>;
-  using Rows32 = DecodeConfig<Elem, kD, 32, 64, kFP8 ? 1 : 2, false, false, kFP8, kSparse>;
+      DecodeConfig<Elem, kD, 16, 64, kFP8 ? 3 : 2, false, /*kQInRegs=*/true, kFP8, kSparse>;
+  using Rows32 = DecodeConfig<Elem, kD, 32, 64, 2, false, false, kFP8, kSparse>;
   using Rows64 =
       DecodeConfig<Elem, kD, 64, 64, kFP8 ? 1 : 2, /*kWgmma=*/true, false, kFP8, kSparse>;
 };
