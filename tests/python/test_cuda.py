@@ -291,8 +291,8 @@ def test_cuda_graph_capture_and_replay_sparse_step(rng):
     layers, b, h_q, topk = 3, 4, 16, 256
     t = on(sparse_tensors(rng, True, b=b, s_q=2, h_q=h_q, topk=topk, page=64, num_blocks=16,
                           lengths=True, sink=True), "cuda")
-    kvs = [flashmla.quantize_kv_cache_fp8(torch.randn(16, 64, 1, 576, dtype=torch.bfloat16,
-                                                      device="cuda"))
+    kvs = [flashmla.quantize_kv_cache_fp8(  # N(0, 0.1^2): see sparse_tensors
+        (torch.randn(16, 64, 1, 576, device="cuda") * 0.1).to(torch.bfloat16))
            for _ in range(layers)]
     decoder = flashmla.MLASparseDecoder(b, h_q, topk, s_q=2, device="cuda")
     outs = [torch.empty(b, 2, h_q, 512, dtype=torch.bfloat16, device="cuda")

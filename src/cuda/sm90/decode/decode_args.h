@@ -1,5 +1,5 @@
 // The decode kernel's arguments: one plain struct for the dense and the token-sparse families,
-// filled on the host from the API's params (dense_decode.cu, sparse_decode.cu). The kernel sees
+// filled on the host from the API's params (decode.cu). The kernel sees
 // the same "plan sequence" abstraction in both: a plan sequence is one batch entry (dense: its
 // s_q tokens are folded into the query rows) or one query token (sparse: every token has its
 // own index list), and its KV rows come from a block table or from index lists.
