@@ -19,8 +19,9 @@ struct DecodeShape {
   int h_q = 0;               // query heads
   int h_kv = 1;              // KV heads; divides h_q
   int page_block_size = 64;  // tokens per KV page
-  // Token-sparse plans (mla_sparse_decode): index slots per query, topk + extra_topk. 0 makes a
-  // dense plan. Sparse plans need h_kv = 1.
+  // Token-sparse plans (mla_sparse_decode): index slots per query, i.e. the indices' topk plus
+  // extra_indices' extra_topk. 0 makes a dense plan. Sparse plans need h_kv = 1 and do not use
+  // page_block_size (indices address cache rows directly).
   int topk = 0;
 };
 
@@ -83,7 +84,7 @@ void mla_decode(const DenseDecodeArgs& args, const DecodePlan& plan, void* strea
 // Token-sparse decode (MLA.md section 4). No block table: indices address cache rows as
 // page_id * page_block_size + offset; -1 marks an unused slot.
 struct SparseDecodeArgs {
-  TensorView q;                      // [b, s_q, h_q, d] bf16
+  TensorView q;                      // [b, s_q, h_q, d] bf16, d = 576 (the CPU also: fp16, 512)
   TensorView kv_cache;               // as in DenseDecodeArgs, h_kv = 1
   TensorView indices;                // [b, s_q, topk] int32
   OptionalTensor topk_length;        // [b] int32: only the first topk_length[i] indices count

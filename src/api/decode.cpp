@@ -386,6 +386,9 @@ void sparse_decode(const SparseDecodeArgs& a, const DecodePlan* plan, void* stre
   const int slots = p.topk + (p.extra_indices ? p.extra_topk : 0);
   std::optional<DecodePlan> own_plan;
   if (plan == nullptr && q.device.is_cuda()) {
+#if !defined(FLASHMLA_WITH_CUDA)
+    no_cuda("q");  // before making a plan, whose error would name an argument not passed
+#endif
     DecodeShape shape;
     shape.batch_size = p.batch_size;
     shape.s_q = p.s_q;

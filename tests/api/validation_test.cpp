@@ -620,5 +620,20 @@ TEST_F(FP8ConvertValidation, Dequantize) {
   EXPECT_TRUE(raises(dequantize(fp8_view_, with_dim(bf16_view_, 1, 3)), ErrorKind::kValue, "dst"));
 }
 
+#if !defined(FLASHMLA_WITH_CUDA)
+// CUDA tensors in a build without CUDA: the plan-less form names q, not the plan it would make.
+TEST_F(SparseValidation, CudaTensorsWithoutCudaBackend) {
+  SparseDecodeArgs a = args_;
+  a.q = on_cuda(a.q);
+  a.kv_cache = on_cuda(a.kv_cache);
+  a.indices = on_cuda(a.indices);
+  a.topk_length = on_cuda(*a.topk_length);
+  a.attn_sink = on_cuda(*a.attn_sink);
+  a.out = on_cuda(a.out);
+  a.lse = on_cuda(a.lse);
+  EXPECT_TRUE(raises(call(a), ErrorKind::kNotSupported, "q"));
+}
+#endif
+
 }  // namespace
 }  // namespace flashmla
