@@ -7,23 +7,13 @@
 
 #include "cuda/common/check.h"
 #include "cuda/common/combine.h"
+#include "cuda/common/element.cuh"
 
 namespace flashmla::detail::cuda {
 
 namespace {
 
 constexpr int kCombineThreads = 128;  // one CTA per (sequence, query token, head) row
-
-template <typename Elem>
-__device__ __forceinline__ Elem to_elem(float x);
-template <>
-__device__ __forceinline__ __nv_bfloat16 to_elem<__nv_bfloat16>(float x) {
-  return __float2bfloat16_rn(x);
-}
-template <>
-__device__ __forceinline__ __half to_elem<__half>(float x) {
-  return __float2half_rn(x);
-}
 
 // grid: (plan sequences, rows per plan sequence). The split count is per plan sequence, so the
 // CTAs of single-split ones leave at once; the others spread one row's 512 columns over 128
@@ -99,10 +89,10 @@ __global__ void __launch_bounds__(kCombineThreads)
           acc.w += w * v.w;
         }
       }
-      out[c] = to_elem<Elem>(acc.x);
-      out[c + 1] = to_elem<Elem>(acc.y);
-      out[c + 2] = to_elem<Elem>(acc.z);
-      out[c + 3] = to_elem<Elem>(acc.w);
+      out[c] = ptx::from_float<Elem>(acc.x);
+      out[c + 1] = ptx::from_float<Elem>(acc.y);
+      out[c + 2] = ptx::from_float<Elem>(acc.z);
+      out[c + 3] = ptx::from_float<Elem>(acc.w);
     }
   } else {
     for (int c = threadIdx.x; c < p.dv; c += kCombineThreads) {
@@ -114,7 +104,7 @@ __global__ void __launch_bounds__(kCombineThreads)
           acc += w * out_in[i * row_stride * p.dv + c];
         }
       }
-      out[c] = to_elem<Elem>(acc);
+      out[c] = ptx::from_float<Elem>(acc);
     }
   }
 }

@@ -165,7 +165,6 @@ void sparse_decode(const SparseDecodeParams& p, void* stream_ptr) {
   a.row_tiles = decode_row_tiles(a.rows);
   a.causal = false;
   a.attn_sink = p.attn_sink;
-  a.kv = p.kv;
   a.kv_aligned = kv_aligned(p.kv) && kv_aligned(p.extra_kv);
   a.lists[0] = {p.kv,   p.indices,    p.indices_batch_stride, p.indices_seq_stride,
                 p.topk, p.topk_length};

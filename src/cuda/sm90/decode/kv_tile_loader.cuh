@@ -114,7 +114,7 @@ struct KVRowIds {
 // of each index list.
 struct PieceSource {
   int batch;
-  int s;                   // sparse: the query token
+  int s;  // unused; kept until the next GPU run so the verified kernel binaries stay identical
   const int32_t* table;    // dense: the batch entry's block-table row
   const int32_t* list[2];  // sparse: the token's index lists
   int count[2];            // sparse: slots that count in each list

@@ -1,12 +1,15 @@
 // Thin wrappers over the PTX instructions the decode kernels use: cp.async (16-byte global to
 // shared copies, zero-filling when the source is masked), ldmatrix and the m16n8k16 tensor-core
-// MMA. Kept free of any library so that the backend builds without CUTLASS.
+// MMA (element conversions: cuda/common/element.cuh). Kept free of any library so that the backend
+// builds without CUTLASS.
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <cstdint>
+
+#include "cuda/common/element.cuh"
 
 namespace flashmla::detail::cuda::ptx {
 
@@ -75,33 +78,6 @@ __device__ __forceinline__ void mma_16816<__half>(float (&d)[4], const uint32_t 
       "{%8, %9}, {%0, %1, %2, %3};\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// Two floats rounded to the element type and packed as the low/high halves of one register.
-template <typename Elem>
-__device__ __forceinline__ uint32_t pack2(float lo, float hi);
-
-template <>
-__device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
-  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<uint32_t*>(&v);
-}
-
-template <>
-__device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
-  __half2 v = __floats2half2_rn(lo, hi);
-  return *reinterpret_cast<uint32_t*>(&v);
-}
-
-template <typename Elem>
-__device__ __forceinline__ Elem from_float(float x);
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
-  return __float2bfloat16_rn(x);
-}
-template <>
-__device__ __forceinline__ __half from_float<__half>(float x) {
-  return __float2half_rn(x);
 }
 
 __device__ __forceinline__ float exp2_approx(float x) {
