@@ -35,7 +35,8 @@
 namespace flashmla::detail::cuda::sm90 {
 
 template <typename Elem_, int kD_, int kRows_, int kTileN_, int kStages_, bool kWgmma_ = false,
-          bool kQInRegs_ = false, bool kFP8_ = false, bool kSparse_ = false>
+          bool kQInRegs_ = false, bool kFP8_ = false, bool kSparse_ = false,
+          bool kPingPong_ = false>
 struct DecodeConfig {
   using Elem = Elem_;
   // KV rows in the FP8-with-scale format (Elem is then bf16), and rows addressed by index lists
@@ -53,6 +54,11 @@ struct DecodeConfig {
   // straight from the swizzled shared-memory tiles. The warp-to-row mapping of the S
   // accumulators is the same in both paths, so the softmax code is shared.
   static constexpr bool kWgmma = kWgmma_;
+  // 64-row wgmma tiles, native rows only: the two warpgroups take alternate KV tiles and overlap
+  // one's softmax with the other's tensor work (decode_piece_pingpong.cuh) instead of the serial
+  // loop of decode_piece. Shared memory: Q, one KV tile per warpgroup, each warpgroup's P (for
+  // d = 576 the last Q column block lives in registers and warpgroup 1's P takes its place).
+  static constexpr bool kPingPong = kPingPong_;
   static constexpr int kD = kD_;          // head dim of q and k: 576 or 512
   static constexpr int kRows = kRows_;    // query rows per CTA: 16, 32 or 64
   static constexpr int kTileN = kTileN_;  // KV tokens per pipeline stage: 32 or 64
@@ -82,7 +88,10 @@ struct DecodeConfig {
   static constexpr int kQBytes = kRows * kD * 2;
   static constexpr int kKVBytes = kTileN * kD * 2;
   static constexpr int kPRowBytes = kTileN * 2;
-  static constexpr int kPBytes = kRows * kPRowBytes;
+  static constexpr int kPTileBytes = kRows * kPRowBytes;
+  static constexpr bool kQRegBlock =
+      kPingPong && kRows * kD * 2 + 2 * kTileN * kD * 2 + 2 * kPTileBytes + 2048 > 227 * 1024;
+  static constexpr int kPBytes = kPingPong && !kQRegBlock ? 2 * kPTileBytes : kPTileBytes;
   static constexpr int kStagingBytes = kFP8 ? kTileN * 656 : 0;
   // Sparse: which rows of a tile take part in the softmax, per tile in flight (FP8 refills a
   // staging buffer before the current tile's scores are masked, hence one more).
@@ -93,11 +102,21 @@ struct DecodeConfig {
   static constexpr int kOffStaging = kOffP + kPBytes;
   static constexpr int kOffRed = kOffStaging + kStages * kStagingBytes;  // float [kSWarpsN][kRows]
   static constexpr int kOffRow = kOffRed + kSWarpsN * kRows * 4;         // float [kRows]
-  static constexpr int kOffValid = kOffRow + kRows * 4;                  // uint8 [slots][kTileN]
+  static constexpr int kOffMax = kOffRow + kRows * 4;  // ping-pong: float [2][kRows] maxima
+  static constexpr int kOffValid =
+      kOffMax + (kPingPong ? 2 * kRows * 4 : 0);  // uint8 [slots][kTileN]
   static constexpr int kSmemBytes = kOffValid + kValidSlots * kTileN;
   static_assert(kSmemBytes <= 227 * 1024, "exceeds the 227 KB a Hopper CTA may use");
   static_assert(kTileN == 32 || kTileN == 64, "P tile swizzle handles 64- and 128-byte rows");
   static_assert(!(kWgmma && kQInRegs), "wgmma reads Q from shared memory");
+  static_assert(!kPingPong || (kWgmma && !kFP8 && kStages == 2),
+                "the ping-pong loop serves native 64-row tiles with one KV tile per warpgroup");
+  // Ping-pong P tiles: warpgroup w's P at p_tile_offset(w); with kQRegBlock warpgroup 1's P
+  // overlays the last Q column block (read into registers at the start of every piece).
+  static constexpr int kOffP1 =
+      kQRegBlock ? kOffQ + (kColBlocks - 1) * kRows * 128 : kOffP + kPTileBytes;
+  static_assert(!kPingPong || (kOffP1 % 1024 == 0 && kPTileBytes == 8192),
+                "P tiles are 1024-byte aligned 64 x 64 swizzled tiles");
   static_assert(!kFP8 || (kD == 576 && kTileN == 64), "FP8 rows hold d = 576 values");
   static_assert(!kWgmma || (kRows == 64 && kTileN == 64 && kSWarpsM == 4 && kSWarpsN == 2 &&
                             kSNTiles == 4 && kD / 64 >= 8),
@@ -134,6 +153,154 @@ __device__ __forceinline__ void store_pair(float* out, int col, int dv, float x0
     if (col < dv) out[col] = x0;
     if (col + 1 < dv) out[col + 1] = x1;
   }
+}
+
+// Epilogue of a piece, shared by both loops (every tensor op and copy of the piece issued; the
+// wgmma path has waited for its last P V): total row sums, lse, and the normalized output. Thread
+// layout as in the loops: warp `warp` = (row block wm, column warp wn), rows srow0 / srow1; the
+// wgmma paths keep m0 / m1 of warpgroup 0 and one partial row sum per warpgroup.
+template <class Cfg>
+__device__ __forceinline__ void finish_piece(uint8_t* smem, const DecodeKernelArgs& a,
+                                             const PieceSource& src, int s_base, int kv_head,
+                                             int row0, int split_index, bool write_final, bool bad,
+                                             float m0, float m1, float l0, float l1,
+                                             const float (&o)[Cfg::kMTiles][8][4]) {
+  using Elem = typename Cfg::Elem;
+  const int warp = threadIdx.x >> 5;
+  const int lane = threadIdx.x & 31;
+  const int g = lane >> 2;
+  const int t4 = lane & 3;
+  const bool s_warp = warp < Cfg::kSWarps;
+  const int wm = warp % Cfg::kSWarpsM;
+  const int wn = warp / Cfg::kSWarpsM;
+  const int srow0 = wm * 16 + g;
+  const int srow1 = srow0 + 8;
+  const bool pv_warp = Cfg::kWgmma || warp * 64 < a.dv;
+  float* red = reinterpret_cast<float*>(smem + Cfg::kOffRed);      // [kSWarpsN][kRows]
+  float* row_val = reinterpret_cast<float*>(smem + Cfg::kOffRow);  // [kRows]
+
+  // ---- Epilogue: total row sums, lse, and the normalized output.
+  ptx::cp_async_wait<0>();  // a piece without tiles still has its Q copy in flight
+  if (s_warp) {
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    if (t4 == 0) {
+      red[wn * Cfg::kRows + srow0] = l0;
+      red[wn * Cfg::kRows + srow1] = l1;
+    }
+  }
+  // Also: is any lane's piece bad (a block id outside the cache)? Then the whole piece is NaN.
+  const bool any_bad = __syncthreads_or(bad) != 0;
+
+  // Row gr holds query token s_base + gr / q_per_kv, head kv_head * q_per_kv + gr % q_per_kv of
+  // batch entry src.batch; a split's partial rows are [(s - s_base) * h_q + h].
+  auto head_of = [&](int gr) { return kv_head * a.q_per_kv + gr % a.q_per_kv; };
+  auto token_of = [&](int gr) { return s_base + gr / a.q_per_kv; };
+  const int64_t partial_rows = static_cast<int64_t>(a.s_q / a.fold) * a.h_q;
+  auto partial_row = [&](int gr) {
+    return split_index * partial_rows + static_cast<int64_t>(gr / a.q_per_kv) * a.h_q + head_of(gr);
+  };
+
+  if (s_warp && wn == 0 && t4 == 0) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = half ? srow1 : srow0;
+      const float m = half ? m1 : m0;
+      float l = 0.f;
+#pragma unroll
+      for (int w = 0; w < Cfg::kSWarpsN; ++w) l += red[w * Cfg::kRows + r];
+      float inv, lse;
+      if (any_bad) {
+        inv = NAN;
+        lse = NAN;
+      } else if (l > 0.f) {
+        inv = 1.f / l;
+        lse = (m + log2f(l)) * 0.69314718055994531f;  // back to natural log
+      } else {  // no key visible: out 0; lse +inf finally, -inf (weight 0) for a split
+        inv = 0.f;
+        lse = write_final ? INFINITY : -INFINITY;
+      }
+      const int gr = row0 + r;
+      if (gr < a.rows) {
+        const int s = token_of(gr);
+        const int h = head_of(gr);
+        if (write_final) {
+          // Attention sink: out * exp(lse) / (exp(lse) + exp(sink)); lse itself is unchanged.
+          if (a.attn_sink != nullptr && isfinite(lse)) {
+            inv *= 1.f / (1.f + __expf(a.attn_sink[h] - lse));
+          }
+          a.lse[src.batch * a.lse_batch_stride + h * a.lse_head_stride + s * a.lse_seq_stride] =
+              lse;
+        } else {
+          a.schedule.partial_lse[partial_row(gr)] = lse;
+        }
+      }
+      row_val[r] = inv;
+    }
+  }
+  __syncthreads();  // 1/l per row is visible
+
+  if (!pv_warp) return;
+  if constexpr (Cfg::kWgmma) {
+    // This thread: rows srow0 / srow1, columns 256*wn + 8*j + 2*t4 (+1), j = 0 .. 31.
+    const float* acc = &o[0][0][0];
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = half ? srow1 : srow0;
+      const int gr = row0 + r;
+      if (gr >= a.rows) continue;
+      const float inv = row_val[r];
+      if (write_final) {
+        Elem* out = static_cast<Elem*>(a.out) + src.batch * a.out_batch_stride +
+                    token_of(gr) * a.out_seq_stride + head_of(gr) * a.out_head_stride;
+#pragma unroll
+        for (int j = 0; j < 32; ++j) {
+          const int col = wn * 256 + j * 8 + 2 * t4;
+          const float x0 = acc[4 * j + 2 * half] * inv, x1 = acc[4 * j + 2 * half + 1] * inv;
+          store_pair(out, col, a.dv, x0, x1);
+        }
+      } else {
+        float* out = a.schedule.partial_out + partial_row(gr) * a.dv;
+#pragma unroll
+        for (int j = 0; j < 32; ++j) {
+          const int col = wn * 256 + j * 8 + 2 * t4;
+          const float x0 = acc[4 * j + 2 * half] * inv, x1 = acc[4 * j + 2 * half + 1] * inv;
+          store_pair(out, col, a.dv, x0, x1);
+        }
+      }
+    }
+  } else {
+#pragma unroll
+    for (int mt = 0; mt < Cfg::kMTiles; ++mt) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int r = mt * 16 + g + half * 8;
+        const int gr = row0 + r;
+        if (gr >= a.rows) continue;
+        const float inv = row_val[r];
+        if (write_final) {
+          Elem* out = static_cast<Elem*>(a.out) + src.batch * a.out_batch_stride +
+                      token_of(gr) * a.out_seq_stride + head_of(gr) * a.out_head_stride;
+#pragma unroll
+          for (int nt = 0; nt < 8; ++nt) {
+            const int col = warp * 64 + nt * 8 + 2 * t4;
+            const float x0 = o[mt][nt][2 * half] * inv, x1 = o[mt][nt][2 * half + 1] * inv;
+            store_pair(out, col, a.dv, x0, x1);
+          }
+        } else {
+          float* out = a.schedule.partial_out + partial_row(gr) * a.dv;
+#pragma unroll
+          for (int nt = 0; nt < 8; ++nt) {
+            const int col = warp * 64 + nt * 8 + 2 * t4;
+            const float x0 = o[mt][nt][2 * half] * inv, x1 = o[mt][nt][2 * half + 1] * inv;
+            store_pair(out, col, a.dv, x0, x1);
+          }
+        }
+      }
+    }
+  }  // mma.sync layout
 }
 
 // Processes one piece (a token or slot range of one plan sequence) for this CTA's KV head and
@@ -496,129 +663,18 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DecodeKernelAr
 
   if constexpr (Cfg::kWgmma) wgmma::wait<0>();  // the last tile's P V
 
-  // ---- Epilogue: total row sums, lse, and the normalized output.
-  ptx::cp_async_wait<0>();  // a piece without tiles still has its Q copy in flight
-  if (s_warp) {
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-    if (t4 == 0) {
-      red[wn * Cfg::kRows + srow0] = l0;
-      red[wn * Cfg::kRows + srow1] = l1;
-    }
-  }
-  // Also: is any lane's piece bad (a block id outside the cache)? Then the whole piece is NaN.
-  const bool any_bad = __syncthreads_or(bad) != 0;
-
-  // Row gr holds query token s_base + gr / q_per_kv, head kv_head * q_per_kv + gr % q_per_kv of
-  // batch entry src.batch; a split's partial rows are [(s - s_base) * h_q + h].
-  auto head_of = [&](int gr) { return kv_head * a.q_per_kv + gr % a.q_per_kv; };
-  auto token_of = [&](int gr) { return s_base + gr / a.q_per_kv; };
-  const int64_t partial_rows = static_cast<int64_t>(a.s_q / a.fold) * a.h_q;
-  auto partial_row = [&](int gr) {
-    return split_index * partial_rows + static_cast<int64_t>(gr / a.q_per_kv) * a.h_q + head_of(gr);
-  };
-
-  if (s_warp && wn == 0 && t4 == 0) {
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = half ? srow1 : srow0;
-      const float m = half ? m1 : m0;
-      float l = 0.f;
-#pragma unroll
-      for (int w = 0; w < Cfg::kSWarpsN; ++w) l += red[w * Cfg::kRows + r];
-      float inv, lse;
-      if (any_bad) {
-        inv = NAN;
-        lse = NAN;
-      } else if (l > 0.f) {
-        inv = 1.f / l;
-        lse = (m + log2f(l)) * 0.69314718055994531f;  // back to natural log
-      } else {  // no key visible: out 0; lse +inf finally, -inf (weight 0) for a split
-        inv = 0.f;
-        lse = write_final ? INFINITY : -INFINITY;
-      }
-      const int gr = row0 + r;
-      if (gr < a.rows) {
-        const int s = token_of(gr);
-        const int h = head_of(gr);
-        if (write_final) {
-          // Attention sink: out * exp(lse) / (exp(lse) + exp(sink)); lse itself is unchanged.
-          if (a.attn_sink != nullptr && isfinite(lse)) {
-            inv *= 1.f / (1.f + __expf(a.attn_sink[h] - lse));
-          }
-          a.lse[src.batch * a.lse_batch_stride + h * a.lse_head_stride + s * a.lse_seq_stride] =
-              lse;
-        } else {
-          a.schedule.partial_lse[partial_row(gr)] = lse;
-        }
-      }
-      row_val[r] = inv;
-    }
-  }
-  __syncthreads();  // 1/l per row is visible
-
-  if (!pv_warp) return;
-  if constexpr (Cfg::kWgmma) {
-    // This thread: rows srow0 / srow1, columns 256*wn + 8*j + 2*t4 (+1), j = 0 .. 31.
-    const float* acc = &o[0][0][0];
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = half ? srow1 : srow0;
-      const int gr = row0 + r;
-      if (gr >= a.rows) continue;
-      const float inv = row_val[r];
-      if (write_final) {
-        Elem* out = static_cast<Elem*>(a.out) + src.batch * a.out_batch_stride +
-                    token_of(gr) * a.out_seq_stride + head_of(gr) * a.out_head_stride;
-#pragma unroll
-        for (int j = 0; j < 32; ++j) {
-          const int col = wn * 256 + j * 8 + 2 * t4;
-          const float x0 = acc[4 * j + 2 * half] * inv, x1 = acc[4 * j + 2 * half + 1] * inv;
-          store_pair(out, col, a.dv, x0, x1);
-        }
-      } else {
-        float* out = a.schedule.partial_out + partial_row(gr) * a.dv;
-#pragma unroll
-        for (int j = 0; j < 32; ++j) {
-          const int col = wn * 256 + j * 8 + 2 * t4;
-          const float x0 = acc[4 * j + 2 * half] * inv, x1 = acc[4 * j + 2 * half + 1] * inv;
-          store_pair(out, col, a.dv, x0, x1);
-        }
-      }
-    }
-  } else {
-#pragma unroll
-    for (int mt = 0; mt < Cfg::kMTiles; ++mt) {
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int r = mt * 16 + g + half * 8;
-        const int gr = row0 + r;
-        if (gr >= a.rows) continue;
-        const float inv = row_val[r];
-        if (write_final) {
-          Elem* out = static_cast<Elem*>(a.out) + src.batch * a.out_batch_stride +
-                      token_of(gr) * a.out_seq_stride + head_of(gr) * a.out_head_stride;
-#pragma unroll
-          for (int nt = 0; nt < 8; ++nt) {
-            const int col = warp * 64 + nt * 8 + 2 * t4;
-            const float x0 = o[mt][nt][2 * half] * inv, x1 = o[mt][nt][2 * half + 1] * inv;
-            store_pair(out, col, a.dv, x0, x1);
-          }
-        } else {
-          float* out = a.schedule.partial_out + partial_row(gr) * a.dv;
-#pragma unroll
-          for (int nt = 0; nt < 8; ++nt) {
-            const int col = warp * 64 + nt * 8 + 2 * t4;
-            const float x0 = o[mt][nt][2 * half] * inv, x1 = o[mt][nt][2 * half + 1] * inv;
-            store_pair(out, col, a.dv, x0, x1);
-          }
-        }
-      }
-    }
-  }  // mma.sync layout
+  finish_piece<Cfg>(smem, a, src, s_base, kv_head, row0, split_index, write_final, bad, m0, m1, l0,
+                    l1, o);
 }
+
+// The ping-pong 64-row loop; defined in decode_piece_pingpong.cuh, which decode_launch.cuh
+// includes (it builds on the helpers above).
+template <class Cfg>
+__device__ __forceinline__ void decode_piece_pingpong(uint8_t* smem, const DecodeKernelArgs& a,
+                                                      const PieceSource& src, int s_base,
+                                                      int seq_len, int kv_head, int row0,
+                                                      int token_begin, int token_end,
+                                                      int split_index, bool write_final);
 
 template <class Cfg>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
@@ -660,8 +716,14 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     const int token_end = seq == end_seq ? min(end_token, len) : len;
     const int splits = offsets[seq + 1] - offsets[seq];
     const int split_index = offsets[seq] + (seq == begin_seq ? begin_split : 0);
-    decode_piece<Cfg>(smem, a, src, s_base, len, kv_head, row_tile * Cfg::kRows, token_begin,
-                      max(token_end, token_begin), split_index, splits <= 1);
+    if constexpr (Cfg::kPingPong) {
+      decode_piece_pingpong<Cfg>(smem, a, src, s_base, len, kv_head, row_tile * Cfg::kRows,
+                                 token_begin, max(token_end, token_begin), split_index,
+                                 splits <= 1);
+    } else {
+      decode_piece<Cfg>(smem, a, src, s_base, len, kv_head, row_tile * Cfg::kRows, token_begin,
+                        max(token_end, token_begin), split_index, splits <= 1);
+    }
   }
 }
 

@@ -4,11 +4,14 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "cuda/common/check.h"
 #include "cuda/common/device_info.h"
 #include "cuda/sm90/decode/decode_kernel.cuh"
+#include "cuda/sm90/decode/decode_piece_pingpong.cuh"
 
 namespace flashmla::detail::cuda::sm90 {
 
@@ -37,6 +40,9 @@ void launch_decode(const DecodeKernelArgs& a, cudaStream_t stream) {
 // during the previous tile's S, which leaves only one tile of loads in flight.
 // Measured on the H200 and rejected: 32-token stages 5 deep (16/32 rows: 12% / 27% slower),
 // two 16-row tiles for 32 rows (35% slower), mma.sync for 64 rows (about 1.4x slower).
+//   64 rows, bf16/fp16 rows: the ping-pong loop (decode_piece_pingpong.cuh) unless the
+//   environment sets FLASHMLA_DECODE_64ROW=serial, which selects the serial loop (Rows64) for
+//   A/B comparison; FP8 rows always take the serial loop.
 template <typename Elem, int kD, bool kFP8, bool kSparse>
 struct DecodeConfigs {
   using Rows16 =
@@ -44,7 +50,19 @@ struct DecodeConfigs {
   using Rows32 = DecodeConfig<Elem, kD, 32, 64, 2, false, false, kFP8, kSparse>;
   using Rows64 =
       DecodeConfig<Elem, kD, 64, 64, kFP8 ? 1 : 2, /*kWgmma=*/true, false, kFP8, kSparse>;
+  using Rows64PingPong =
+      DecodeConfig<Elem, kD, 64, 64, 2, /*kWgmma=*/true, false, /*kFP8=*/false, kSparse,
+                   /*kPingPong=*/true>;
 };
+
+// FLASHMLA_DECODE_64ROW=serial: the serial 64-row loop instead of the ping-pong one (read once).
+inline bool decode_64row_serial() {
+  static const bool serial = [] {
+    const char* v = std::getenv("FLASHMLA_DECODE_64ROW");
+    return v != nullptr && std::strcmp(v, "serial") == 0;
+  }();
+  return serial;
+}
 
 // Runs the configuration for `tile_rows` (16, 32 or 64 rows per tile).
 template <typename Elem, int kD, bool kFP8, bool kSparse>
@@ -54,8 +72,14 @@ void launch_decode_for_rows(const DecodeKernelArgs& a, int tile_rows, cudaStream
     launch_decode<typename Configs::Rows16>(a, stream);
   } else if (tile_rows == 32) {
     launch_decode<typename Configs::Rows32>(a, stream);
-  } else {
+  } else if constexpr (kFP8) {
     launch_decode<typename Configs::Rows64>(a, stream);
+  } else {
+    if (decode_64row_serial()) {
+      launch_decode<typename Configs::Rows64>(a, stream);
+    } else {
+      launch_decode<typename Configs::Rows64PingPong>(a, stream);
+    }
   }
 }
 

@@ -100,14 +100,15 @@ __device__ __forceinline__ void load_q_tile(uint8_t* smem, const DecodeKernelArg
   }
 }
 
-// Raw ids of the KV rows this thread copies in one tile (rows tid/8 + 32*i): a block id (dense)
-// or a cache-row index (sparse), fetched one tile ahead of the copy.
+// Raw ids of the KV rows this thread copies in one tile (rows tid/8 + (kLoaders/8)*i, where
+// kLoaders threads share the copy: the whole CTA, or one warpgroup in the ping-pong loop): a block
+// id (dense) or a cache-row index (sparse), fetched one tile ahead of the copy.
 constexpr int kPastEnd = INT32_MIN;  // row at or past the piece's end, or a slot that does not
                                      // count: zero-filled and masked, not an error
 
-template <class Cfg>
+template <class Cfg, int kLoaders = Cfg::kThreads>
 struct KVRowIds {
-  int id[Cfg::kTileN / (Cfg::kThreads / 8)];
+  int id[Cfg::kTileN / (kLoaders / 8)];
 };
 
 // What one piece of a plan sequence reads: its batch entry and, for sparse, the counted slots
@@ -120,15 +121,17 @@ struct PieceSource {
   int count[2];            // sparse: slots that count in each list
 };
 
-template <class Cfg>
-__device__ __forceinline__ KVRowIds<Cfg> fetch_row_ids(const DecodeKernelArgs& a,
-                                                       const PieceSource& src, int tile_start,
-                                                       int token_end) {
-  KVRowIds<Cfg> ids;
-  constexpr int kRowsPerPass = Cfg::kThreads / 8;
+// `ltid`: this thread's index among the kLoaders threads that share the tile.
+template <class Cfg, int kLoaders>
+__device__ __forceinline__ KVRowIds<Cfg, kLoaders> fetch_row_ids_by(const DecodeKernelArgs& a,
+                                                                    const PieceSource& src,
+                                                                    int tile_start, int token_end,
+                                                                    int ltid) {
+  KVRowIds<Cfg, kLoaders> ids;
+  constexpr int kRowsPerPass = kLoaders / 8;
 #pragma unroll
   for (int pass = 0; pass < Cfg::kTileN / kRowsPerPass; ++pass) {
-    const int t = tile_start + (threadIdx.x >> 3) + pass * kRowsPerPass;
+    const int t = tile_start + (ltid >> 3) + pass * kRowsPerPass;
     if constexpr (Cfg::kSparse) {
       // Selects, not indexing: a runtime index into src's arrays would put them on the stack.
       const bool first = t < a.lists[0].topk;
@@ -145,6 +148,13 @@ __device__ __forceinline__ KVRowIds<Cfg> fetch_row_ids(const DecodeKernelArgs& a
     }
   }
   return ids;
+}
+
+template <class Cfg>
+__device__ __forceinline__ KVRowIds<Cfg> fetch_row_ids(const DecodeKernelArgs& a,
+                                                       const PieceSource& src, int tile_start,
+                                                       int token_end) {
+  return fetch_row_ids_by<Cfg, Cfg::kThreads>(a, src, tile_start, token_end, threadIdx.x);
 }
 
 // Address of the row with raw id `id` for token/slot `t`, or nullptr when the row is skipped
@@ -183,17 +193,18 @@ __device__ __forceinline__ const uint8_t* row_address(const DecodeKernelArgs& a,
 // operand tile (bf16/fp16 rows) or the FP8 staging buffer (656-byte rows, back to back). Skipped
 // rows are zero-filled: their pages may not exist, and a NaN there would poison P V even under a
 // zero weight. Sparse: `valid` [kTileN] receives which rows take part in the softmax.
-template <class Cfg>
-__device__ __forceinline__ void load_kv_tile(uint8_t* smem, uint32_t buffer_offset, uint8_t* valid,
-                                             const DecodeKernelArgs& a, const KVRowIds<Cfg>& ids,
-                                             int kv_head, int tile_start, bool& bad) {
-  const int c_lo = threadIdx.x & 7;
-  constexpr int kRowsPerPass = Cfg::kThreads / 8;
+template <class Cfg, int kLoaders>
+__device__ __forceinline__ void load_kv_tile_by(uint8_t* smem, uint32_t buffer_offset,
+                                                uint8_t* valid, const DecodeKernelArgs& a,
+                                                const KVRowIds<Cfg, kLoaders>& ids, int kv_head,
+                                                int tile_start, bool& bad, int ltid) {
+  const int c_lo = ltid & 7;
+  constexpr int kRowsPerPass = kLoaders / 8;
   static_assert(Cfg::kTileN % kRowsPerPass == 0, "whole passes");
   const void* fallback = a.q;  // a mapped address for the zero-filling copies
 #pragma unroll
   for (int pass = 0; pass < Cfg::kTileN / kRowsPerPass; ++pass) {
-    const int r = (threadIdx.x >> 3) + pass * kRowsPerPass;
+    const int r = (ltid >> 3) + pass * kRowsPerPass;
     const uint8_t* row = row_address<Cfg>(a, ids.id[pass], tile_start + r, kv_head, bad);
     if constexpr (Cfg::kSparse) {
       if (c_lo == 0) valid[r] = row != nullptr;
@@ -217,6 +228,14 @@ __device__ __forceinline__ void load_kv_tile(uint8_t* smem, uint32_t buffer_offs
       }
     }
   }
+}
+
+template <class Cfg>
+__device__ __forceinline__ void load_kv_tile(uint8_t* smem, uint32_t buffer_offset, uint8_t* valid,
+                                             const DecodeKernelArgs& a, const KVRowIds<Cfg>& ids,
+                                             int kv_head, int tile_start, bool& bad) {
+  load_kv_tile_by<Cfg, Cfg::kThreads>(smem, buffer_offset, valid, a, ids, kv_head, tile_start, bad,
+                                      threadIdx.x);
 }
 
 // 16 e4m3 values times `scale` -> 16 bf16 values (two 16-byte chunks).
