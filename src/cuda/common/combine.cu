@@ -22,6 +22,9 @@ constexpr int kCombineThreads = 128;  // one CTA per (sequence, query token, hea
 template <typename Elem>
 __global__ void __launch_bounds__(kCombineThreads)
     combine_kernel(const __grid_constant__ CombineParams p) {
+  // Launched as a programmatic dependent of the decode kernel: it may start while the decode
+  // grid drains, and waits here until all of the decode grid's writes are visible.
+  asm volatile("griddepcontrol.wait;" ::: "memory");
   const int seq = blockIdx.x;
   const int32_t* offsets = p.schedule.split_offsets;
   const int first = offsets[seq];
@@ -113,10 +116,22 @@ __global__ void __launch_bounds__(kCombineThreads)
 
 void launch_combine(const CombineParams& p, cudaStream_t stream) {
   const dim3 grid(p.plan_sequences, (p.s_q / p.fold) * p.h_q);
+  // Programmatic dependent launch: the combine grid is scheduled while the decode grid's last
+  // CTAs run (they signal griddepcontrol.launch_dependents when they start), which hides the
+  // launch gap between the two kernels; small batches are dominated by such fixed costs.
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = dim3(kCombineThreads);
+  config.stream = stream;
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
   if (p.act_type == ActType::kBF16) {
-    combine_kernel<__nv_bfloat16><<<grid, kCombineThreads, 0, stream>>>(p);
+    FLASHMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, combine_kernel<__nv_bfloat16>, p));
   } else {
-    combine_kernel<__half><<<grid, kCombineThreads, 0, stream>>>(p);
+    FLASHMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, combine_kernel<__half>, p));
   }
   FLASHMLA_CUDA_CHECK_LAUNCH("combine_kernel");
 }

@@ -680,6 +680,9 @@ template <class Cfg>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
     decode_kernel(const __grid_constant__ DecodeKernelArgs a) {
   extern __shared__ __align__(1024) uint8_t smem[];
+  // Let the combine kernel (a programmatic dependent launch) be scheduled early; it still waits
+  // for this whole grid to finish before reading the partial results.
+  asm volatile("griddepcontrol.launch_dependents;");
   // CTAs of one worker are adjacent (row tile fastest, then KV head) so that the ones reading
   // the same KV rows run at the same time and share them through L2.
   const int row_tile = blockIdx.x % a.row_tiles;
