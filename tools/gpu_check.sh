@@ -3,8 +3,9 @@
 # tests and Python extension; run the CUDA test suite, the Python CUDA tests, the host-overhead
 # measurement and `flashmla bench` over the dense anchor cases. Logs and JSON go to $OUT.
 #
-#   bash tools/gpu_check.sh [build|tests|bench|bench-sparse|bench-fp8|ncu|sweep|all]...
-#   (default: all, which is build, tests and the three benches)
+#   bash tools/gpu_check.sh [build|tests|gtest|pytest|bench|bench-sparse|bench-fp8|ncu|sweep|all]...
+#   (default: all, which is build, tests and the three benches; tests = gtest + pytest)
+#   TAG=name suffixes the bench logs and JSON files (A/B runs of one build in one call).
 #
 # .deps holds what the GPU image lacks: CLI11 and nlohmann headers (.deps/include), GoogleTest
 # sources (.deps/googletest) and the anchor files (.deps/anchors).
@@ -17,9 +18,13 @@ export PATH=/usr/local/cuda/bin:$PATH PYTHONUNBUFFERED=1
 # lets the bench JSON carry the right commit.
 [[ -f .deps/git_commit ]] && export FLASHMLA_GIT_COMMIT=$(cat .deps/git_commit)
 steps=${*:-all}
-has() { [[ " $steps " == *" $1 "* || (" $steps " == *" all "* && $1 != ncu && $1 != sweep) ]]; }
+has() {
+  [[ " $steps " == *" $1 "* || (" $steps " == *" all "* && $1 != ncu && $1 != sweep) ||
+    (" $steps " == *" tests "* && ($1 == gtest || $1 == pytest)) ]]
+}
+tag=${TAG:+_$TAG}
 
-if has build || has tests || has bench || has bench-sparse || has bench-fp8 || has ncu || has sweep; then
+if has build || has gtest || has pytest || has bench || has bench-sparse || has bench-fp8 || has ncu || has sweep; then
   t0=$SECONDS
   cmake -S . -B build-gpu -G Ninja -DFLASHMLA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a \
     -DFLASHMLA_BUILD_TESTS=ON -DFLASHMLA_BUILD_CLI=ON -DFLASHMLA_BUILD_PYTHON=ON \
@@ -31,9 +36,9 @@ if has build || has tests || has bench || has bench-sparse || has bench-fp8 || h
   [[ $rc == 0 ]] || { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
 fi
 
-if has tests; then
+if has gtest; then
   t0=$SECONDS
-  timeout 300 build-gpu/tests/flashmla_gpu_tests > "$OUT/gpu_tests.log" 2>&1
+  timeout ${GTEST_TIMEOUT:-300} build-gpu/tests/flashmla_gpu_tests > "$OUT/gpu_tests.log" 2>&1
   echo "=== gpu tests rc=$? ($((SECONDS - t0)) s)"
   grep -E "^\[ (summary|gpu-tests) \]|^\[  FAILED  \]|^\[  PASSED  \]" "$OUT/gpu_tests.log" | tail -30
   t0=$SECONDS
@@ -44,7 +49,9 @@ if has tests; then
   timeout 200 compute-sanitizer --tool racecheck build-gpu/tests/flashmla_gpu_tests \
     --gtest_filter='*SanitizerSmall*' > "$OUT/racecheck.log" 2>&1
   echo "=== racecheck rc=$? ($((SECONDS - t0)) s): $(grep -E 'RACECHECK SUMMARY' "$OUT/racecheck.log")"
-  t0=$SECONDS
+fi
+
+if has pytest; then
   for suite in test_cuda.py "--ignore=tests/python/test_cuda.py"; do
     t0=$SECONDS
     [[ $suite == test_cuda.py ]] && target=tests/python/test_cuda.py || target="tests/python $suite"
@@ -62,22 +69,22 @@ fi
 if has bench; then
   t0=$SECONDS
   timeout 400 build-gpu/apps/flashmla/flashmla bench --cases .deps/anchors/flashmla-dense-decode-h200.json \
-    --device cuda --json "$OUT/bench_dense_anchor.json" > "$OUT/bench.log" 2>&1
-  echo "=== bench rc=$? ($((SECONDS - t0)) s)"; tail -32 "$OUT/bench.log"
+    --device cuda --json "$OUT/bench_dense_anchor$tag.json" > "$OUT/bench$tag.log" 2>&1
+  echo "=== bench$tag rc=$? ($((SECONDS - t0)) s)"; tail -32 "$OUT/bench$tag.log"
 fi
 
 if has bench-sparse; then  # issue 5: FlashMLA's sparse FP8 cases, plus h_q 16 and 32 variants
   t0=$SECONDS
   timeout 300 build-gpu/apps/flashmla/flashmla bench --cases .deps/anchors/flashmla-sparse-decode-h200.json \
-    --device cuda --no-ceilings --json "$OUT/bench_sparse_anchor.json" > "$OUT/bench_sparse.log" 2>&1
-  echo "=== bench sparse rc=$? ($((SECONDS - t0)) s)"; tail -26 "$OUT/bench_sparse.log"
+    --device cuda --no-ceilings --json "$OUT/bench_sparse_anchor$tag.json" > "$OUT/bench_sparse$tag.log" 2>&1
+  echo "=== bench sparse$tag rc=$? ($((SECONDS - t0)) s)"; tail -26 "$OUT/bench_sparse$tag.log"
 fi
 
 if has bench-fp8; then  # issue 5: dense decode over an FP8 cache on the dense anchor cases
   t0=$SECONDS
   timeout 300 build-gpu/apps/flashmla/flashmla bench --cases .deps/anchors/flashmla-dense-decode-h200.json \
-    --device cuda --kv fp8 --no-ceilings --json "$OUT/bench_dense_fp8_anchor.json" > "$OUT/bench_fp8.log" 2>&1
-  echo "=== bench fp8 rc=$? ($((SECONDS - t0)) s)"; tail -28 "$OUT/bench_fp8.log"
+    --device cuda --kv fp8 --no-ceilings --json "$OUT/bench_dense_fp8_anchor$tag.json" > "$OUT/bench_fp8$tag.log" 2>&1
+  echo "=== bench fp8$tag rc=$? ($((SECONDS - t0)) s)"; tail -28 "$OUT/bench_fp8$tag.log"
 fi
 
 if has ncu; then  # where the time goes: NCU_CASES="kind:index ..." (kind dense, fp8 or sparse)
@@ -95,10 +102,10 @@ if has ncu; then  # where the time goes: NCU_CASES="kind:index ..." (kind dense,
         long_scoreboard short_scoreboard wait math_pipe_throttle mio_throttle lg_throttle \
         not_selected dispatch_stall membar sleeping no_instruction | sed 's/,$//')" \
       build-gpu/apps/flashmla/flashmla bench "${args[@]}" --device cuda --case-filter "index=$c" \
-      --no-ceilings --budget 0.05 > "$OUT/ncu_${kind}_$c.txt" 2>&1
+      --no-ceilings --budget 0.05 > "$OUT/ncu_${kind}_$c$tag.txt" 2>&1
     echo "=== ncu $kind case $c rc=$?"
     grep -E "Duration|DRAM Throughput|Compute \(SM\) Throughput|Executed Ipc A|Issue Slots Busy|No Eligible|Warp Cycles Per Issued|Registers Per|L1/TEX Hit|L2 Hit|Mem Pipes Busy|stalled" \
-      "$OUT/ncu_${kind}_$c.txt" | head -30
+      "$OUT/ncu_${kind}_$c$tag.txt" | head -30
   done
 fi
 

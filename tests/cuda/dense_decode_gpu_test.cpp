@@ -61,6 +61,13 @@ TEST(CudaDenseDecode, SanitizerSmall) {
       run_dense_gpu_case(group, c);
     }
   }
+  // One 64-row piece of 5 tiles (odd: warpgroup 0 owns the last one in the ping-pong loop) and
+  // one of 4, with a partial last tile: every barrier phase of the alternating loop.
+  DenseCase c = small_dense_case(rng, 64, 1);
+  c.seqlens = {300, 250};
+  c.causal = false;
+  c.num_workers = 1;
+  run_dense_gpu_case(group, c);
 }
 
 // Edge cases: empty sequences, forced split counts, d = 512, smaller dv, fp16, scale.

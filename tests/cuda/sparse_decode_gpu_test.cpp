@@ -486,14 +486,17 @@ TEST(CudaSparseDecode, SanitizerSmall) {
     c.with_sink = true;
     run_sparse_case(group, c, Call::kPlan, /*num_workers=*/3);
   }
-  SparseCase c;
-  c.seed = rng.engine()();
-  c.batch = 1;
-  c.h_q = 64;
-  c.topk = 64;
-  c.fp8 = true;
-  c.num_blocks = 4;
-  run_sparse_case(group, c, Call::kConvenience);
+  // 64 query rows: FP8 (serial loop, one tile) and bf16 (ping-pong loop, three tiles).
+  for (bool fp8 : {true, false}) {
+    SparseCase c;
+    c.seed = rng.engine()();
+    c.batch = 1;
+    c.h_q = 64;
+    c.topk = fp8 ? 64 : 192;
+    c.fp8 = fp8;
+    c.num_blocks = 4;
+    run_sparse_case(group, c, Call::kConvenience);
+  }
 }
 
 // Indices outside the cache (which the API cannot check for CUDA tensors) are never

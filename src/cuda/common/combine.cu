@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #include "cuda/common/check.h"
 #include "cuda/common/combine.h"
@@ -127,7 +129,12 @@ void launch_combine(const CombineParams& p, cudaStream_t stream) {
   attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attribute.val.programmaticStreamSerializationAllowed = 1;
   config.attrs = &attribute;
-  config.numAttrs = 1;
+  // FLASHMLA_COMBINE_PDL=0 launches it as a plain kernel (A/B comparison; read once).
+  static const bool pdl = [] {
+    const char* v = std::getenv("FLASHMLA_COMBINE_PDL");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  config.numAttrs = pdl ? 1 : 0;
   if (p.act_type == ActType::kBF16) {
     FLASHMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, combine_kernel<__nv_bfloat16>, p));
   } else {
