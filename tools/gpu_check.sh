@@ -5,7 +5,7 @@
 #
 #   bash tools/gpu_check.sh [build|tests|gtest|pytest|bench|bench-sparse|bench-fp8|ncu|sweep|all]...
 #   (default: all, which is build, tests and the three benches; tests = gtest + pytest)
-#   TAG=name suffixes the bench logs and JSON files (A/B runs of one build in one call).
+#   BENCH_ARGS adds options to the dense bench; TAG=name suffixes the bench logs and JSON files (A/B runs of one build in one call).
 #
 # .deps holds what the GPU image lacks: CLI11 and nlohmann headers (.deps/include), GoogleTest
 # sources (.deps/googletest) and the anchor files (.deps/anchors).
@@ -69,7 +69,7 @@ fi
 if has bench; then
   t0=$SECONDS
   timeout 400 build-gpu/apps/flashmla/flashmla bench --cases .deps/anchors/flashmla-dense-decode-h200.json \
-    --device cuda --json "$OUT/bench_dense_anchor$tag.json" > "$OUT/bench$tag.log" 2>&1
+    --device cuda ${BENCH_ARGS:-} --json "$OUT/bench_dense_anchor$tag.json" > "$OUT/bench$tag.log" 2>&1
   echo "=== bench$tag rc=$? ($((SECONDS - t0)) s)"; tail -32 "$OUT/bench$tag.log"
 fi
 
