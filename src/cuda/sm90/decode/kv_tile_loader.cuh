@@ -193,38 +193,67 @@ __device__ __forceinline__ const uint8_t* row_address(const DecodeKernelArgs& a,
 // operand tile (bf16/fp16 rows) or the FP8 staging buffer (656-byte rows, back to back). Skipped
 // rows are zero-filled: their pages may not exist, and a NaN there would poison P V even under a
 // zero weight. Sparse: `valid` [kTileN] receives which rows take part in the softmax.
+//
+// This thread copies rows r = ltid / 8 + kRowsPerPass * pass, 16-byte chunk c_lo of every 128-byte
+// column block. kRowsPerPass is a multiple of 8, so r % 8 (the swizzle phase) is the same for all
+// of them: every copy is one per-thread shared address and one per-row global address plus
+// compile-time offsets. ncu showed the loads' address arithmetic recomputed per copy (about 18
+// instructions per cp.async) taking a third of the 64-row kernel's issue slots.
 template <class Cfg, int kLoaders>
 __device__ __forceinline__ void load_kv_tile_by(uint8_t* smem, uint32_t buffer_offset,
                                                 uint8_t* valid, const DecodeKernelArgs& a,
                                                 const KVRowIds<Cfg, kLoaders>& ids, int kv_head,
                                                 int tile_start, bool& bad, int ltid) {
   const int c_lo = ltid & 7;
+  const int r0 = ltid >> 3;
   constexpr int kRowsPerPass = kLoaders / 8;
-  static_assert(Cfg::kTileN % kRowsPerPass == 0, "whole passes");
-  const void* fallback = a.q;  // a mapped address for the zero-filling copies
+  constexpr int kPasses = Cfg::kTileN / kRowsPerPass;
+  static_assert(Cfg::kTileN % kRowsPerPass == 0 && kRowsPerPass % 8 == 0, "whole, aligned passes");
+  const uint8_t* rows[kPasses];
 #pragma unroll
-  for (int pass = 0; pass < Cfg::kTileN / kRowsPerPass; ++pass) {
-    const int r = (ltid >> 3) + pass * kRowsPerPass;
-    const uint8_t* row = row_address<Cfg>(a, ids.id[pass], tile_start + r, kv_head, bad);
+  for (int pass = 0; pass < kPasses; ++pass) {
+    const int r = r0 + pass * kRowsPerPass;
+    rows[pass] = row_address<Cfg>(a, ids.id[pass], tile_start + r, kv_head, bad);
     if constexpr (Cfg::kSparse) {
-      if (c_lo == 0) valid[r] = row != nullptr;
+      if (c_lo == 0) valid[r] = rows[pass] != nullptr;
     }
+  }
+  // Byte offset of (row r0 + kRowsPerPass * pass, chunk c_lo of 128-byte group j) in the buffer.
+  const uint32_t thread_offset =
+      Cfg::kFP8 ? buffer_offset + r0 * kFP8RowBytes + c_lo * 16
+                : buffer_offset + (r0 << 7) + ((c_lo ^ (r0 & 7)) << 4);
+  auto dst_offset = [&](int pass, int j) -> uint32_t {
     if constexpr (Cfg::kFP8) {
-      const uint32_t row_offset = buffer_offset + r * kFP8RowBytes;
+      return thread_offset + pass * kRowsPerPass * kFP8RowBytes + j * 128;
+    } else {
+      return thread_offset + ((j * Cfg::kTileN + pass * kRowsPerPass) << 7);
+    }
+  };
+  constexpr int kGroups = Cfg::kFP8 ? (kFP8RowChunks + 7) / 8 : Cfg::kColBlocks;
+  // The last FP8 group has kFP8RowChunks % 8 chunks.
+  auto in_row = [&](int j) { return !Cfg::kFP8 || j * 8 + c_lo < kFP8RowChunks; };
+  const auto* fallback = static_cast<const uint8_t*>(a.q);  // mapped; zero-filling copies
+  if (a.kv_aligned) {
+    const uint32_t dst = ptx::smem_addr(smem) + thread_offset;
 #pragma unroll
-      for (int j = 0; j < (kFP8RowChunks + 7) / 8; ++j) {
-        const int chunk = j * 8 + c_lo;
-        if (chunk < kFP8RowChunks) {
-          copy_16(smem, row_offset + chunk * 16, row ? row + chunk * 16 : fallback, row != nullptr,
-                  a.kv_aligned);
+    for (int pass = 0; pass < kPasses; ++pass) {
+      const bool present = rows[pass] != nullptr;
+      const uint8_t* src = (present ? rows[pass] : fallback) + c_lo * 16;
+#pragma unroll
+      for (int j = 0; j < kGroups; ++j) {
+        if (in_row(j)) {
+          ptx::cp_async_16(dst + (dst_offset(pass, j) - thread_offset), src + j * 128, present);
         }
       }
-    } else {
+    }
+  } else {  // cold: strided views with rows that are not 16-byte aligned
 #pragma unroll
-      for (int blk = 0; blk < Cfg::kColBlocks; ++blk) {
-        const int chunk = blk * 8 + c_lo;
-        copy_16(smem, buffer_offset + tile_chunk_offset<Cfg::kTileN>(r, chunk),
-                row ? row + chunk * 16 : fallback, row != nullptr, a.kv_aligned);
+    for (int pass = 0; pass < kPasses; ++pass) {
+      const bool present = rows[pass] != nullptr;
+      const uint8_t* src = (present ? rows[pass] : fallback) + c_lo * 16;
+#pragma unroll 1
+      for (int j = 0; j < kGroups; ++j) {
+        if (in_row(j)) copy_16_unaligned(smem, dst_offset(pass, j), src + j * 128, present);
       }
     }
   }
