@@ -88,6 +88,8 @@ if has bench-fp8; then  # issue 5: dense decode over an FP8 cache on the dense a
 fi
 
 if has ncu; then  # where the time goes: NCU_CASES="kind:index ..." (kind dense, fp8 or sparse)
+  # Per case: the section summary (ncu_<kind>_<index>.txt) and the stall samples per SASS
+  # instruction (sass_<kind>_<index>.csv; summarize with tools/sass_hotspots.py).
   for kc in ${NCU_CASES:-dense:0 dense:17 dense:21}; do
     kind=${kc%%:*} c=${kc##*:}
     case $kind in
@@ -95,17 +97,19 @@ if has ncu; then  # where the time goes: NCU_CASES="kind:index ..." (kind dense,
       fp8) args=(--cases .deps/anchors/flashmla-dense-decode-h200.json --kv fp8 --no-bf16-kv-baseline) ;;
       sparse) args=(--cases .deps/anchors/flashmla-sparse-decode-h200.json) ;;
     esac
-    timeout 120 ncu --clock-control none -k regex:decode_kernel -c 1 \
+    rep=/tmp/ncu_${kind}_$c$tag
+    timeout 150 ncu --clock-control none -k regex:decode_kernel -c 1 --import-source no \
       --section SpeedOfLight --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
       --section WarpStateStats --section SchedulerStats --section Occupancy --section LaunchStats \
-      --metrics "$(printf 'smsp__average_warps_issue_stalled_%s_per_issue_active.ratio,' barrier \
-        long_scoreboard short_scoreboard wait math_pipe_throttle mio_throttle lg_throttle \
-        not_selected dispatch_stall membar sleeping no_instruction | sed 's/,$//')" \
+      --section SourceCounters -o "$rep" -f \
       build-gpu/apps/flashmla/flashmla bench "${args[@]}" --device cuda --case-filter "index=$c" \
-      --no-ceilings --budget 0.05 > "$OUT/ncu_${kind}_$c$tag.txt" 2>&1
+      --no-ceilings --budget 0.05 > "$rep.log" 2>&1
     echo "=== ncu $kind case $c rc=$?"
-    grep -E "Duration|DRAM Throughput|Compute \(SM\) Throughput|Executed Ipc A|Issue Slots Busy|No Eligible|Warp Cycles Per Issued|Registers Per|L1/TEX Hit|L2 Hit|Mem Pipes Busy|stalled" \
-      "$OUT/ncu_${kind}_$c$tag.txt" | head -30
+    ncu -i "$rep.ncu-rep" --page details > "$OUT/ncu_${kind}_$c$tag.txt" 2>&1
+    ncu -i "$rep.ncu-rep" --page source --csv --print-source sass > "$OUT/sass_${kind}_$c$tag.csv" 2>&1
+    grep -E "Duration|DRAM Throughput|Compute \(SM\) Throughput|Issue Slots Busy|No Eligible|Warp Cycles Per Issued|Registers Per|L2 Hit" \
+      "$OUT/ncu_${kind}_$c$tag.txt" | head -12
+    python3 tools/sass_hotspots.py "$OUT/sass_${kind}_$c$tag.csv" | head -14
   done
 fi
 

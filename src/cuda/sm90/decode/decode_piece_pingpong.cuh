@@ -1,5 +1,5 @@
 // The ping-pong main loop of the 64-row decode kernel (native bf16/fp16 rows, d = 576 or 512;
-// DecodeConfig::kPingPong). UNTESTED DRAFT: see bench/PINGPONG.md for the design and test plan.
+// DecodeConfig::kPingPong). Design, measurements and next steps: bench/PINGPONG.md.
 //
 // Why: the serial loop (decode_piece) splits every 64-token tile by tokens between the two
 // warpgroups (S at m64n32k16: shared-memory bound at ~2/3 of the tensor peak) and runs S, the
