@@ -102,13 +102,14 @@ __device__ __forceinline__ void load_q_tile(uint8_t* smem, const DecodeKernelArg
 
 // Raw ids of the KV rows this thread copies in one tile (rows tid/8 + (kLoaders/8)*i, where
 // kLoaders threads share the copy: the whole CTA, or one warpgroup in the ping-pong loop): a block
-// id (dense) or a cache-row index (sparse), fetched one tile ahead of the copy.
-constexpr int kPastEnd = INT32_MIN;  // row at or past the piece's end, or a slot that does not
-                                     // count: zero-filled and masked, not an error
-
+// id (dense) or a cache-row index (sparse), fetched one tile ahead of the copy. The ids are kept
+// exactly as loaded, and nothing inspects them until the copy: any arithmetic on them at fetch
+// time (ncu: a clamp of the sparse index) waits for the load there and exposes its latency.
 template <class Cfg, int kLoaders = Cfg::kThreads>
 struct KVRowIds {
   int id[Cfg::kTileN / (kLoaders / 8)];
+  uint32_t skipped = 0;  // bit i: row at or past the piece's end, or a slot that does not count
+                         // (zero-filled and masked, not an error)
 };
 
 // What one piece of a plan sequence reads: its batch entry and, for sparse, the counted slots
@@ -138,13 +139,15 @@ __device__ __forceinline__ KVRowIds<Cfg, kLoaders> fetch_row_ids_by(const Decode
       const int k = first ? t : t - a.lists[0].topk;
       const int count = first ? src.count[0] : src.count[1];
       const int32_t* list = first ? src.list[0] : src.list[1];
-      // Any index below -1 becomes -2 (bad), so that none can pass for the kPastEnd marker.
-      ids.id[pass] = t < token_end && k < count ? max(__ldg(list + k), -2) : kPastEnd;
+      const bool counts = t < token_end && k < count;
+      ids.id[pass] = counts ? __ldg(list + k) : -1;
+      if (!counts) ids.skipped |= 1u << pass;
     } else {
       const int page = t / a.kv.page_block_size;
-      ids.id[pass] = t >= token_end                ? kPastEnd
-                     : page < a.max_blocks_per_seq ? __ldg(src.table + page)
-                                                   : -1;
+      const bool in_piece = t < token_end;
+      // A page past the block table's width is an error (-1: bad), not a skipped row.
+      ids.id[pass] = in_piece && page < a.max_blocks_per_seq ? __ldg(src.table + page) : -1;
+      if (!in_piece) ids.skipped |= 1u << pass;
     }
   }
   return ids;
@@ -161,9 +164,9 @@ __device__ __forceinline__ KVRowIds<Cfg> fetch_row_ids(const DecodeKernelArgs& a
 // (past the end, or a -1 slot). An id that lies outside the cache sets `bad` (the piece then
 // outputs NaN) instead of being dereferenced.
 template <class Cfg>
-__device__ __forceinline__ const uint8_t* row_address(const DecodeKernelArgs& a, int id, int t,
-                                                      int kv_head, bool& bad) {
-  if (id == kPastEnd) return nullptr;
+__device__ __forceinline__ const uint8_t* row_address(const DecodeKernelArgs& a, int id,
+                                                      bool skipped, int t, int kv_head, bool& bad) {
+  if (skipped) return nullptr;
   constexpr int64_t kStrideBytes = Cfg::kFP8 ? 1 : 2;
   if constexpr (Cfg::kSparse) {
     const KVCacheView& kv = t < a.lists[0].topk ? a.lists[0].kv : a.lists[1].kv;
@@ -213,7 +216,8 @@ __device__ __forceinline__ void load_kv_tile_by(uint8_t* smem, uint32_t buffer_o
 #pragma unroll
   for (int pass = 0; pass < kPasses; ++pass) {
     const int r = r0 + pass * kRowsPerPass;
-    rows[pass] = row_address<Cfg>(a, ids.id[pass], tile_start + r, kv_head, bad);
+    rows[pass] = row_address<Cfg>(a, ids.id[pass], (ids.skipped >> pass) & 1u, tile_start + r,
+                                  kv_head, bad);
     if constexpr (Cfg::kSparse) {
       if (c_lo == 0) valid[r] = rows[pass] != nullptr;
     }
