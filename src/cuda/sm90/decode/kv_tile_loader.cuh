@@ -216,16 +216,15 @@ __device__ __forceinline__ void load_kv_tile_by(uint8_t* smem, uint32_t buffer_o
 #pragma unroll
   for (int pass = 0; pass < kPasses; ++pass) {
     const int r = r0 + pass * kRowsPerPass;
-    rows[pass] = row_address<Cfg>(a, ids.id[pass], (ids.skipped >> pass) & 1u, tile_start + r,
-                                  kv_head, bad);
+    rows[pass] =
+        row_address<Cfg>(a, ids.id[pass], (ids.skipped >> pass) & 1u, tile_start + r, kv_head, bad);
     if constexpr (Cfg::kSparse) {
       if (c_lo == 0) valid[r] = rows[pass] != nullptr;
     }
   }
   // Byte offset of (row r0 + kRowsPerPass * pass, chunk c_lo of 128-byte group j) in the buffer.
-  const uint32_t thread_offset =
-      Cfg::kFP8 ? buffer_offset + r0 * kFP8RowBytes + c_lo * 16
-                : buffer_offset + (r0 << 7) + ((c_lo ^ (r0 & 7)) << 4);
+  const uint32_t thread_offset = Cfg::kFP8 ? buffer_offset + r0 * kFP8RowBytes + c_lo * 16
+                                           : buffer_offset + (r0 << 7) + ((c_lo ^ (r0 & 7)) << 4);
   auto dst_offset = [&](int pass, int j) -> uint32_t {
     if constexpr (Cfg::kFP8) {
       return thread_offset + pass * kRowsPerPass * kFP8RowBytes + j * 128;
