@@ -2,7 +2,8 @@
 # Is the machine code of the decode kernels unchanged between two git revisions? Compiles the
 # instantiation files of both for sm_90a (flags as in CMakeLists.txt) and compares their SASS,
 # ignoring addresses, encodings and the per-build hash in internal symbol names (nvcc's cubins
-# differ byte-wise from build to build). Needs nvcc and nvdisasm (`pip install nvidia-cuda-nvdisasm` provides one: set NVDISASM).
+# differ byte-wise from build to build). Needs nvcc and nvdisasm (`pip install
+# nvidia-cuda-nvdisasm` provides one; set NVDISASM to its path).
 #
 #   bash tools/compare_sass.sh [BASE_REV] [FILE...]   (default: HEAD vs the working tree, all files)
 set -euo pipefail
