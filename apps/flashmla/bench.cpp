@@ -341,6 +341,7 @@ int run_bench(const BenchOptions& options) {
   if (any_fp8) {
     out << (options.kv == "fp8" ? ", FP8 KV cache" : ", FP8 KV cache for sparse cases");
   }
+  for (const auto& [name, value] : flashmla_environment()) out << ", " << name << "=" << value;
   out << "\n\n";
 
   if (options.measure_ceilings) {

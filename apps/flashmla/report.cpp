@@ -163,6 +163,7 @@ Json run_to_json(const RunRecord& run) {
   const std::optional<bool> dirty = git_dirty();
   record["git_dirty"] = dirty ? Json(*dirty) : Json(nullptr);
   record["date"] = iso_date_utc();
+  record["environment"] = flashmla_environment();
   record["device"] = run.device;
   record["backend"] = run.on_gpu ? "cuda" : "cpu";
   record["timing_method"] = run.timing_method;

@@ -1,5 +1,7 @@
 #include "system_info.h"
 
+#include <unistd.h>  // environ
+
 #include <chrono>
 #include <cstdlib>
 #include <ctime>
@@ -84,6 +86,18 @@ std::string git_commit() {
 std::optional<bool> git_dirty() {
   if (!env_commit().empty() || FLASHMLA_BUILD_GIT_DIRTY < 0) return std::nullopt;
   return FLASHMLA_BUILD_GIT_DIRTY == 1;
+}
+
+std::map<std::string, std::string> flashmla_environment() {
+  std::map<std::string, std::string> variables;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    const std::string text(*entry);
+    const size_t equals = text.find('=');
+    if (text.rfind("FLASHMLA_", 0) != 0 || equals == std::string::npos) continue;
+    const std::string name = text.substr(0, equals);
+    if (name != "FLASHMLA_GIT_COMMIT") variables[name] = text.substr(equals + 1);
+  }
+  return variables;
 }
 
 std::string iso_date_utc() {

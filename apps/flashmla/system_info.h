@@ -2,6 +2,7 @@
 // device descriptions; and the report of `flashmla info`.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -17,6 +18,11 @@ std::string git_commit();
 std::optional<bool> git_dirty();
 
 std::string iso_date_utc();  // "2026-11-29T03:12:45Z"
+
+// The FLASHMLA_* environment variables of this run (except FLASHMLA_GIT_COMMIT, reported as the
+// commit): some select kernel variants for A/B runs (FLASHMLA_DECODE_64ROW, FLASHMLA_COMBINE_PDL),
+// so a benchmark record must say which were set.
+std::map<std::string, std::string> flashmla_environment();
 
 int cpu_thread_count();         // threads the CPU backend uses (OpenMP)
 std::string cpu_description();  // "AMD EPYC 9654 96-Core Processor, 2 threads"
