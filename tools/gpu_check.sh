@@ -5,7 +5,10 @@
 #
 #   bash tools/gpu_check.sh [build|tests|gtest|pytest|bench|bench-sparse|bench-fp8|ncu|sweep|all]...
 #   (default: all, which is build, tests and the three benches; tests = gtest + pytest)
-#   BENCH_ARGS adds options to the dense bench; TAG=name suffixes the bench logs and JSON files (A/B runs of one build in one call).
+#   PACK_LOGS=1 packs the logs, ncu reports and SASS tables into one $OUT/logs<TAG>.tgz at the end
+#   (the device tool returns at most 8 files); JSON results stay as they are.
+#   BENCH_ARGS adds options to the dense bench; TAG=name suffixes the bench logs and JSON files
+#   (A/B runs of one build in one call).
 #
 # .deps holds what the GPU image lacks: CLI11 and nlohmann headers (.deps/include), GoogleTest
 # sources (.deps/googletest) and the anchor files (.deps/anchors).
@@ -109,7 +112,7 @@ if has ncu; then  # where the time goes: NCU_CASES="kind:index ..." (kind dense,
     ncu -i "$rep.ncu-rep" --page source --csv --print-source sass > "$OUT/sass_${kind}_$c$tag.csv" 2>&1
     grep -E "Duration|DRAM Throughput|Compute \(SM\) Throughput|Issue Slots Busy|No Eligible|Warp Cycles Per Issued|Registers Per|L2 Hit" \
       "$OUT/ncu_${kind}_$c$tag.txt" | head -12
-    python3 tools/sass_hotspots.py "$OUT/sass_${kind}_$c$tag.csv" | head -14
+    python3 tools/sass_hotspots.py --top 6 "$OUT/sass_${kind}_$c$tag.csv" | head -16
   done
 fi
 
@@ -119,4 +122,10 @@ if has sweep; then  # split granularity for the small-batch anchor cases (index 
       --device cuda --case-filter "index=16|17|19" --num-workers $w --no-ceilings 2>&1 |
       grep -E "^ *(16|17|19) " | sed "s/^/workers=$w /"
   done
+fi
+
+if [[ ${PACK_LOGS:-0} == 1 ]]; then
+  (cd "$OUT" && shopt -s nullglob && files=(*.log *.txt *.csv) &&
+    if ((${#files[@]})); then tar czf "logs$tag.tgz" "${files[@]}" && rm -f "${files[@]}"; fi)
+  echo "=== logs packed into $OUT/logs$tag.tgz"
 fi

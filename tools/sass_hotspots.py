@@ -10,11 +10,13 @@ each segment holds, and the top instructions. (tools/gpu_check.sh ncu writes the
 """
 import argparse
 import csv
+import signal
 
 SYNC_OPS = ("BAR.SYNC", "BAR.ARV", "BAR.RED", "WARPGROUP.DEPBAR", "LDGDEPBAR", "DEPBAR", "EXIT")
 
 
 def main() -> None:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet under `| head`
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("csv_file")
     parser.add_argument("--top", type=int, default=8, help="instructions to list")
