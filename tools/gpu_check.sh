@@ -52,6 +52,11 @@ if has gtest; then
   timeout 200 compute-sanitizer --tool racecheck build-gpu/tests/flashmla_gpu_tests \
     --gtest_filter='*SanitizerSmall*' > "$OUT/racecheck.log" 2>&1
   echo "=== racecheck rc=$? ($((SECONDS - t0)) s): $(grep -E 'RACECHECK SUMMARY' "$OUT/racecheck.log")"
+  # The ping-pong loop's bar.arrive hand-offs draw reports racecheck cannot order
+  # (tools/racecheck_arrive_probe.cu); the serial 64-row loop must stay at 0.
+  FLASHMLA_DECODE_64ROW=serial timeout 200 compute-sanitizer --tool racecheck \
+    build-gpu/tests/flashmla_gpu_tests --gtest_filter='*SanitizerSmall*' > "$OUT/racecheck_serial.log" 2>&1
+  echo "=== racecheck (serial 64-row loop) rc=$?: $(grep -E 'RACECHECK SUMMARY' "$OUT/racecheck_serial.log")"
 fi
 
 if has pytest; then
