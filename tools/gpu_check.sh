@@ -8,7 +8,9 @@
 #   PACK_LOGS=1 packs the logs, ncu reports and SASS tables into one $OUT/logs<TAG>.tgz at the end
 #   (the device tool returns at most 8 files); JSON results stay as they are.
 #   BENCH_ARGS adds options to the dense bench; TAG=name suffixes the bench logs and JSON files
-#   (A/B runs of one build in one call).
+#   (A/B runs of one build in one call). SOURCE=dir (with TAG) builds and runs another tree, e.g.
+#   the base revision of an A/B: `bash tools/export_rev.sh main .ab/main` here, carry .ab, then
+#   `SOURCE=.ab/main TAG=main bash tools/gpu_check.sh bench` there.
 #
 # .deps holds what the GPU image lacks: CLI11 and nlohmann headers (.deps/include), GoogleTest
 # sources (.deps/googletest) and the anchor files (.deps/anchors).
@@ -19,43 +21,49 @@ mkdir -p "$OUT"
 export PATH=/usr/local/cuda/bin:$PATH PYTHONUNBUFFERED=1
 # The device copy of the tree has no .git: `git rev-parse HEAD > .deps/git_commit` before the call
 # lets the bench JSON carry the right commit.
-[[ -f .deps/git_commit ]] && export FLASHMLA_GIT_COMMIT=$(cat .deps/git_commit)
 steps=${*:-all}
 has() {
   [[ " $steps " == *" $1 "* || (" $steps " == *" all "* && $1 != ncu && $1 != sweep) ||
     (" $steps " == *" tests "* && ($1 == gtest || $1 == pytest)) ]]
 }
 tag=${TAG:+_$TAG}
+# SOURCE=dir builds another source tree (e.g. a revision exported by tools/export_rev.sh) into
+# BUILD (default build-gpu, or build-gpu_<TAG> with SOURCE): A/B of two revisions in one call.
+SOURCE=${SOURCE:-.}
+if [[ $SOURCE == . ]]; then BUILD=${BUILD:-build-gpu}; else BUILD=${BUILD:-build-gpu$tag}; fi
+commit_file=.deps/git_commit
+[[ $SOURCE == . ]] || commit_file=$SOURCE/.git_commit  # written by tools/export_rev.sh
+[[ -f $commit_file ]] && export FLASHMLA_GIT_COMMIT=$(cat "$commit_file")
 
 if has build || has gtest || has pytest || has bench || has bench-sparse || has bench-fp8 || has ncu || has sweep; then
   t0=$SECONDS
-  cmake -S . -B build-gpu -G Ninja -DFLASHMLA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a \
+  cmake -S "$SOURCE" -B "$BUILD" -G Ninja -DFLASHMLA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a \
     -DFLASHMLA_BUILD_TESTS=ON -DFLASHMLA_BUILD_CLI=ON -DFLASHMLA_BUILD_PYTHON=ON \
     -DPython_EXECUTABLE="$(command -v python3)" -DFLASHMLA_DEPS_INCLUDE="$PWD/.deps/include" \
-    -DFLASHMLA_GTEST_SOURCE_DIR="$PWD/.deps/googletest" > "$OUT/build.log" 2>&1 &&
-    cmake --build build-gpu -j "$(nproc)" >> "$OUT/build.log" 2>&1
+    -DFLASHMLA_GTEST_SOURCE_DIR="$PWD/.deps/googletest" > "$OUT/build$tag.log" 2>&1 &&
+    cmake --build "$BUILD" -j "$(nproc)" >> "$OUT/build$tag.log" 2>&1
   rc=$?
   echo "=== build rc=$rc ($((SECONDS - t0)) s)"
-  [[ $rc == 0 ]] || { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
+  [[ $rc == 0 ]] || { grep -E "error" -A3 "$OUT/build$tag.log" | head -60; exit 1; }
 fi
 
 if has gtest; then
   t0=$SECONDS
-  timeout ${GTEST_TIMEOUT:-300} build-gpu/tests/flashmla_gpu_tests > "$OUT/gpu_tests.log" 2>&1
+  timeout ${GTEST_TIMEOUT:-300} $BUILD/tests/flashmla_gpu_tests > "$OUT/gpu_tests.log" 2>&1
   echo "=== gpu tests rc=$? ($((SECONDS - t0)) s)"
   grep -E "^\[ (summary|gpu-tests) \]|^\[  FAILED  \]|^\[  PASSED  \]" "$OUT/gpu_tests.log" | tail -30
   t0=$SECONDS
-  timeout 200 compute-sanitizer --tool memcheck build-gpu/tests/flashmla_gpu_tests \
+  timeout 200 compute-sanitizer --tool memcheck $BUILD/tests/flashmla_gpu_tests \
     --gtest_filter='*SanitizerSmall*:*InvalidBlockId*' > "$OUT/memcheck.log" 2>&1
   echo "=== memcheck rc=$? ($((SECONDS - t0)) s): $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log")"
   t0=$SECONDS
-  timeout 200 compute-sanitizer --tool racecheck build-gpu/tests/flashmla_gpu_tests \
+  timeout 200 compute-sanitizer --tool racecheck $BUILD/tests/flashmla_gpu_tests \
     --gtest_filter='*SanitizerSmall*' > "$OUT/racecheck.log" 2>&1
   echo "=== racecheck rc=$? ($((SECONDS - t0)) s): $(grep -E 'RACECHECK SUMMARY' "$OUT/racecheck.log")"
   # The ping-pong loop's bar.arrive hand-offs draw reports racecheck cannot order
   # (tools/racecheck_arrive_probe.cu); the serial 64-row loop must stay at 0.
   FLASHMLA_DECODE_64ROW=serial timeout 200 compute-sanitizer --tool racecheck \
-    build-gpu/tests/flashmla_gpu_tests --gtest_filter='*SanitizerSmall*' > "$OUT/racecheck_serial.log" 2>&1
+    $BUILD/tests/flashmla_gpu_tests --gtest_filter='*SanitizerSmall*' > "$OUT/racecheck_serial.log" 2>&1
   echo "=== racecheck (serial 64-row loop) rc=$?: $(grep -E 'RACECHECK SUMMARY' "$OUT/racecheck_serial.log")"
 fi
 
@@ -63,34 +71,34 @@ if has pytest; then
   for suite in test_cuda.py "--ignore=tests/python/test_cuda.py"; do
     t0=$SECONDS
     [[ $suite == test_cuda.py ]] && target=tests/python/test_cuda.py || target="tests/python $suite"
-    PYTHONPATH=build-gpu/python timeout 300 python3 -X faulthandler -m pytest $target -v -rf \
+    PYTHONPATH=$BUILD/python timeout 300 python3 -X faulthandler -m pytest $target -v -rf \
       -p no:cacheprovider > "$OUT/pytest_${suite//[^a-z]/}.log" 2>&1
     echo "=== pytest $suite rc=$? ($((SECONDS - t0)) s)"
     grep -E "FAILED|Error|passed|failed|Fatal|^tests.*(PASSED|FAILED)" "$OUT/pytest_${suite//[^a-z]/}.log" |
       grep -v "^ *File" | tail -25
   done
-  PYTHONPATH=build-gpu/python timeout 120 python3 tests/python/bench_overhead.py \
+  PYTHONPATH=$BUILD/python timeout 120 python3 tests/python/bench_overhead.py \
     > "$OUT/overhead.log" 2>&1
   echo "=== overhead rc=$?"; tail -12 "$OUT/overhead.log"
 fi
 
 if has bench; then
   t0=$SECONDS
-  timeout 400 build-gpu/apps/flashmla/flashmla bench --cases .deps/anchors/flashmla-dense-decode-h200.json \
+  timeout 400 $BUILD/apps/flashmla/flashmla bench --cases .deps/anchors/flashmla-dense-decode-h200.json \
     --device cuda ${BENCH_ARGS:-} --json "$OUT/bench_dense_anchor$tag.json" > "$OUT/bench$tag.log" 2>&1
   echo "=== bench$tag rc=$? ($((SECONDS - t0)) s)"; tail -32 "$OUT/bench$tag.log"
 fi
 
 if has bench-sparse; then  # issue 5: FlashMLA's sparse FP8 cases, plus h_q 16 and 32 variants
   t0=$SECONDS
-  timeout 300 build-gpu/apps/flashmla/flashmla bench --cases .deps/anchors/flashmla-sparse-decode-h200.json \
+  timeout 300 $BUILD/apps/flashmla/flashmla bench --cases .deps/anchors/flashmla-sparse-decode-h200.json \
     --device cuda --no-ceilings --json "$OUT/bench_sparse_anchor$tag.json" > "$OUT/bench_sparse$tag.log" 2>&1
   echo "=== bench sparse$tag rc=$? ($((SECONDS - t0)) s)"; tail -26 "$OUT/bench_sparse$tag.log"
 fi
 
 if has bench-fp8; then  # issue 5: dense decode over an FP8 cache on the dense anchor cases
   t0=$SECONDS
-  timeout 300 build-gpu/apps/flashmla/flashmla bench --cases .deps/anchors/flashmla-dense-decode-h200.json \
+  timeout 300 $BUILD/apps/flashmla/flashmla bench --cases .deps/anchors/flashmla-dense-decode-h200.json \
     --device cuda --kv fp8 --no-ceilings --json "$OUT/bench_dense_fp8_anchor$tag.json" > "$OUT/bench_fp8$tag.log" 2>&1
   echo "=== bench fp8$tag rc=$? ($((SECONDS - t0)) s)"; tail -28 "$OUT/bench_fp8$tag.log"
 fi
@@ -110,7 +118,7 @@ if has ncu; then  # where the time goes: NCU_CASES="kind:index ..." (kind dense,
       --section SpeedOfLight --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
       --section WarpStateStats --section SchedulerStats --section Occupancy --section LaunchStats \
       --section SourceCounters -o "$rep" -f \
-      build-gpu/apps/flashmla/flashmla bench "${args[@]}" --device cuda --case-filter "index=$c" \
+      $BUILD/apps/flashmla/flashmla bench "${args[@]}" --device cuda --case-filter "index=$c" \
       --no-ceilings --budget 0.05 > "$rep.log" 2>&1
     echo "=== ncu $kind case $c rc=$?"
     ncu -i "$rep.ncu-rep" --page details > "$OUT/ncu_${kind}_$c$tag.txt" 2>&1
@@ -123,7 +131,7 @@ fi
 
 if has sweep; then  # split granularity for the small-batch anchor cases (index 16: b=1, 17: b=8)
   for w in 4 8 16 33 66; do
-    timeout 60 build-gpu/apps/flashmla/flashmla bench --cases .deps/anchors/flashmla-dense-decode-h200.json \
+    timeout 60 $BUILD/apps/flashmla/flashmla bench --cases .deps/anchors/flashmla-dense-decode-h200.json \
       --device cuda --case-filter "index=16|17|19" --num-workers $w --no-ceilings 2>&1 |
       grep -E "^ *(16|17|19) " | sed "s/^/workers=$w /"
   done
