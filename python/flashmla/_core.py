@@ -195,6 +195,11 @@ def parse_device(device: Any) -> DeviceTuple:
     raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}")
 
 
+def device_str(device: DeviceTuple) -> str:
+    """The inverse of parse_device: "cpu" or "cuda:N"."""
+    return "cpu" if device[0] == "cpu" else f"cuda:{device[1]}"
+
+
 # ---- Errors -------------------------------------------------------------------------------
 
 E = TypeVar("E", bound=BaseException)

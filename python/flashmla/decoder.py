@@ -81,7 +81,7 @@ class MLADecoder:
         self._id = _core.register_owner(self)
 
     def __repr__(self) -> str:
-        dev = self.device[0] if self.device[0] == "cpu" else f"cuda:{self.device[1]}"
+        dev = _core.device_str(self.device)
         return (f"MLADecoder(batch_size={self.batch_size}, num_heads_q={self.num_heads_q}, "
                 f"s_q={self.s_q}, num_heads_kv={self.num_heads_kv}, "
                 f"page_block_size={self.page_block_size}, head_dim_v={self.head_dim_v}, "
@@ -226,7 +226,7 @@ class MLASparseDecoder:
         self._id = _core.register_owner(self)
 
     def __repr__(self) -> str:
-        dev = self.device[0] if self.device[0] == "cpu" else f"cuda:{self.device[1]}"
+        dev = _core.device_str(self.device)
         return (f"MLASparseDecoder(batch_size={self.batch_size}, "
                 f"num_heads_q={self.num_heads_q}, topk={self.topk}, s_q={self.s_q}, "
                 f"extra_topk={self.extra_topk}, head_dim_v={self.head_dim_v}, device='{dev}')")

@@ -118,9 +118,9 @@ class FlashMLASchedMeta:
                     config.b, config.s_q, config.h_q, config.device):
                 raise ValueError(
                     f"tile_scheduler_metadata: get_mla_metadata made it for b={hint.b}, "
-                    f"s_q={hint.s_q}, h_q={hint.h_q} on {_device_str(hint.device)}, but this "
+                    f"s_q={hint.s_q}, h_q={hint.h_q} on {_core.device_str(hint.device)}, but this "
                     f"call has b={config.b}, s_q={config.s_q}, h_q={config.h_q} on "
-                    f"{_device_str(config.device)}; call get_mla_metadata with this batch's "
+                    f"{_core.device_str(config.device)}; call get_mla_metadata with this batch's "
                     "cache_seqlens, num_q_tokens_per_head_k and num_heads_q")
             slots = config.topk + (config.extra_topk or 0)
             self._sparse_key = (config.b, config.s_q, config.h_q, slots, config.head_dim_v,
@@ -264,10 +264,6 @@ class FlashMLASchedMeta:
             raise ValueError("causal: must be False with indices (sparse attention)")
         return self._config(q, k_cache, head_dim_v, causal, is_fp8, indices, extra_k_cache,
                             extra_indices, adapter)
-
-
-def _device_str(device: Tuple[str, int]) -> str:
-    return "cpu" if device[0] == "cpu" else f"cuda:{device[1]}"
 
 
 def _int_arg(name: str, value: Any, low: int) -> int:

@@ -501,20 +501,14 @@ bool stream_is_capturing(uintptr_t stream) {
 #endif
 }
 
-void quantize_fp8(nb::handle src, nb::handle dst, uintptr_t stream) {
+// quantize_kv_cache_fp8 / dequantize_kv_cache_fp8 on (src, dst) views, without the GIL.
+template <auto kConvert>
+void convert_cache(nb::handle src, nb::handle dst, uintptr_t stream) {
   Keep keep;
   const TensorView s = to_view(src, "src", false, keep);
   const TensorView d = to_view(dst, "dst", true, keep);
   nb::gil_scoped_release release;
-  flashmla::quantize_kv_cache_fp8(s, d, as_stream(stream));
-}
-
-void dequantize_fp8(nb::handle src, nb::handle dst, uintptr_t stream) {
-  Keep keep;
-  const TensorView s = to_view(src, "src", false, keep);
-  const TensorView d = to_view(dst, "dst", true, keep);
-  nb::gil_scoped_release release;
-  flashmla::dequantize_kv_cache_fp8(s, d, as_stream(stream));
+  kConvert(s, d, as_stream(stream));
 }
 
 // What the bindings see of an object: (data pointer, dtype, shape, strides, device).
@@ -599,8 +593,8 @@ NB_MODULE(_C, m) {
         nb::arg("lse").none(), nb::arg("head_dim_v"), nb::arg("softmax_scale"), nb::arg("stream"));
   m.def("stream_is_capturing", &stream_is_capturing, nb::arg("stream"),
         "Whether the cudaStream_t `stream` is capturing a CUDA graph (False without CUDA).");
-  m.def("quantize_fp8", &quantize_fp8, nb::arg("src").none(), nb::arg("dst").none(),
-        nb::arg("stream"));
-  m.def("dequantize_fp8", &dequantize_fp8, nb::arg("src").none(), nb::arg("dst").none(),
-        nb::arg("stream"));
+  m.def("quantize_fp8", &convert_cache<&flashmla::quantize_kv_cache_fp8>, nb::arg("src").none(),
+        nb::arg("dst").none(), nb::arg("stream"));
+  m.def("dequantize_fp8", &convert_cache<&flashmla::dequantize_kv_cache_fp8>, nb::arg("src").none(),
+        nb::arg("dst").none(), nb::arg("stream"));
 }

@@ -4,12 +4,11 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 
 #include "cuda/common/check.h"
 #include "cuda/common/combine.h"
 #include "cuda/common/element.cuh"
+#include "cuda/common/env.h"
 
 namespace flashmla::detail::cuda {
 
@@ -130,10 +129,7 @@ void launch_combine(const CombineParams& p, cudaStream_t stream) {
   attribute.val.programmaticStreamSerializationAllowed = 1;
   config.attrs = &attribute;
   // FLASHMLA_COMBINE_PDL=0 launches it as a plain kernel (A/B comparison; read once).
-  static const bool pdl = [] {
-    const char* v = std::getenv("FLASHMLA_COMBINE_PDL");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
+  static const bool pdl = !env_equals("FLASHMLA_COMBINE_PDL", "0");
   config.numAttrs = pdl ? 1 : 0;
   if (p.act_type == ActType::kBF16) {
     FLASHMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, combine_kernel<__nv_bfloat16>, p));

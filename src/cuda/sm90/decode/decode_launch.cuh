@@ -4,12 +4,11 @@
 
 #include <cuda_runtime.h>
 
-#include <cstdlib>
-#include <cstring>
 #include <string>
 
 #include "cuda/common/check.h"
 #include "cuda/common/device_info.h"
+#include "cuda/common/env.h"
 #include "cuda/sm90/decode/decode_kernel.cuh"
 #include "cuda/sm90/decode/decode_piece_pingpong.cuh"
 
@@ -57,10 +56,7 @@ struct DecodeConfigs {
 
 // FLASHMLA_DECODE_64ROW=serial: the serial 64-row loop instead of the ping-pong one (read once).
 inline bool decode_64row_serial() {
-  static const bool serial = [] {
-    const char* v = std::getenv("FLASHMLA_DECODE_64ROW");
-    return v != nullptr && std::strcmp(v, "serial") == 0;
-  }();
+  static const bool serial = env_equals("FLASHMLA_DECODE_64ROW", "serial");
   return serial;
 }
 

@@ -222,14 +222,15 @@ __device__ __forceinline__ void load_kv_tile_by(uint8_t* smem, uint32_t buffer_o
       if (c_lo == 0) valid[r] = rows[pass] != nullptr;
     }
   }
-  // Byte offset of (row r0 + kRowsPerPass * pass, chunk c_lo of 128-byte group j) in the buffer.
+  // Byte offset of (row r0, chunk c_lo of group 0) in the buffer, and of (row r0 + kRowsPerPass *
+  // pass, chunk c_lo of 128-byte group j) relative to it: a compile-time constant.
   const uint32_t thread_offset = Cfg::kFP8 ? buffer_offset + r0 * kFP8RowBytes + c_lo * 16
                                            : buffer_offset + (r0 << 7) + ((c_lo ^ (r0 & 7)) << 4);
-  auto dst_offset = [&](int pass, int j) -> uint32_t {
+  auto step_offset = [](int pass, int j) -> uint32_t {
     if constexpr (Cfg::kFP8) {
-      return thread_offset + pass * kRowsPerPass * kFP8RowBytes + j * 128;
+      return pass * kRowsPerPass * kFP8RowBytes + j * 128;
     } else {
-      return thread_offset + ((j * Cfg::kTileN + pass * kRowsPerPass) << 7);
+      return (j * Cfg::kTileN + pass * kRowsPerPass) << 7;
     }
   };
   constexpr int kGroups = Cfg::kFP8 ? (kFP8RowChunks + 7) / 8 : Cfg::kColBlocks;
@@ -245,7 +246,7 @@ __device__ __forceinline__ void load_kv_tile_by(uint8_t* smem, uint32_t buffer_o
 #pragma unroll
       for (int j = 0; j < kGroups; ++j) {
         if (in_row(j)) {
-          ptx::cp_async_16(dst + (dst_offset(pass, j) - thread_offset), src + j * 128, present);
+          ptx::cp_async_16(dst + step_offset(pass, j), src + j * 128, present);
         }
       }
     }
@@ -256,7 +257,9 @@ __device__ __forceinline__ void load_kv_tile_by(uint8_t* smem, uint32_t buffer_o
       const uint8_t* src = (present ? rows[pass] : fallback) + c_lo * 16;
 #pragma unroll 1
       for (int j = 0; j < kGroups; ++j) {
-        if (in_row(j)) copy_16_unaligned(smem, dst_offset(pass, j), src + j * 128, present);
+        if (in_row(j)) {
+          copy_16_unaligned(smem, thread_offset + step_offset(pass, j), src + j * 128, present);
+        }
       }
     }
   }
