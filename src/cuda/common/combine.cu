@@ -14,12 +14,13 @@ namespace flashmla::detail::cuda {
 
 namespace {
 
-constexpr int kCombineThreads = 128;  // one CTA per (sequence, query token, head) row
+constexpr int kCombineThreads = 256;  // one CTA per (sequence, query token, head) row
+constexpr int kSplitGroups = 2;       // the CTA's halves take alternate splits
 
 // grid: (plan sequences, rows per plan sequence). The split count is per plan sequence, so the
 // CTAs of single-split ones leave at once; the others spread one row's 512 columns over 128
-// threads, so that even b = 1 (one sequence, dozens of splits) reads its workspace with 128 CTAs
-// in parallel.
+// threads and its splits over two such halves, so that even b = 1 (one sequence, dozens of
+// splits) keeps enough of its workspace reads in flight.
 template <typename Elem>
 __global__ void __launch_bounds__(kCombineThreads)
     combine_kernel(const __grid_constant__ CombineParams p) {
@@ -78,14 +79,22 @@ __global__ void __launch_bounds__(kCombineThreads)
   Elem* out = static_cast<Elem*>(p.out) + batch * p.out_batch_stride + s * p.out_seq_stride +
               h * p.out_head_stride;
   const bool empty = !nan && m == -INFINITY;
+  auto weight = [&](int i) { return nan ? NAN : __expf(lse_in[i * row_stride] - lse) * sink_factor; };
   if ((p.dv & 3) == 0) {
-    // 4 columns per thread: 512-byte coalesced reads of every split's row per warp.
-    for (int c = threadIdx.x * 4; c < p.dv; c += kCombineThreads * 4) {
+    // 4 columns per thread, 128 threads per row, and the splits dealt out to the two halves of
+    // the CTA: with 128 threads and 4 loads in flight each, b = 1 (one row per CTA, dozens of
+    // splits) was bound by load latency (ncu: 57% long-scoreboard stalls on the sums).
+    __shared__ float4 upper_sums[kCombineThreads / kSplitGroups];
+    const int group = threadIdx.x / (kCombineThreads / kSplitGroups);
+    const int gtid = threadIdx.x % (kCombineThreads / kSplitGroups);
+    constexpr int kColsPerPass = kCombineThreads / kSplitGroups * 4;
+    for (int c0 = 0; c0 < p.dv; c0 += kColsPerPass) {  // uniform trip count: barriers inside
+      const int c = c0 + gtid * 4;
       float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-      if (!empty) {
-#pragma unroll 4
-        for (int i = 0; i < splits; ++i) {
-          const float w = nan ? NAN : __expf(lse_in[i * row_stride] - lse) * sink_factor;
+      if (!empty && c < p.dv) {
+#pragma unroll 8
+        for (int i = group; i < splits; i += kSplitGroups) {
+          const float w = weight(i);
           const float4 v = *reinterpret_cast<const float4*>(out_in + i * row_stride * p.dv + c);
           acc.x += w * v.x;
           acc.y += w * v.y;
@@ -93,20 +102,23 @@ __global__ void __launch_bounds__(kCombineThreads)
           acc.w += w * v.w;
         }
       }
-      out[c] = ptx::from_float<Elem>(acc.x);
-      out[c + 1] = ptx::from_float<Elem>(acc.y);
-      out[c + 2] = ptx::from_float<Elem>(acc.z);
-      out[c + 3] = ptx::from_float<Elem>(acc.w);
+      if (group == 1) upper_sums[gtid] = acc;
+      __syncthreads();
+      if (group == 0 && c < p.dv) {
+        const float4 u = upper_sums[gtid];
+        out[c] = ptx::from_float<Elem>(acc.x + u.x);
+        out[c + 1] = ptx::from_float<Elem>(acc.y + u.y);
+        out[c + 2] = ptx::from_float<Elem>(acc.z + u.z);
+        out[c + 3] = ptx::from_float<Elem>(acc.w + u.w);
+      }
+      __syncthreads();  // upper_sums is reused by the next pass
     }
   } else {
     for (int c = threadIdx.x; c < p.dv; c += kCombineThreads) {
       float acc = 0.f;
       if (!empty) {
 #pragma unroll 4
-        for (int i = 0; i < splits; ++i) {
-          const float w = nan ? NAN : __expf(lse_in[i * row_stride] - lse) * sink_factor;
-          acc += w * out_in[i * row_stride * p.dv + c];
-        }
+        for (int i = 0; i < splits; ++i) acc += weight(i) * out_in[i * row_stride * p.dv + c];
       }
       out[c] = ptx::from_float<Elem>(acc);
     }
