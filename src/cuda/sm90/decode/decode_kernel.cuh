@@ -155,8 +155,12 @@ __device__ __forceinline__ void store_pair(float* out, int col, int dv, float x0
   }
 }
 
-// Value columns the wgmma epilogue stages per row (dv <= 512).
+// The wgmma epilogue stages 32 rows of up to 512 fp32 values at a time, rows padded by 8 floats
+// so that a warp's 8-byte stores of one accumulator column pair spread over all banks.
 inline constexpr int kDvStageCols = 512;
+inline constexpr int kStageRows = 32;
+inline constexpr int kStageStride = kDvStageCols + 8;  // floats
+inline constexpr int kEpilogueStageBytes = kStageRows * kStageStride * 4;
 
 // Stores output columns col .. col + 3 of one row (those below dv), as one 8- or 16-byte store
 // where alignment allows.
@@ -202,6 +206,8 @@ __device__ __forceinline__ void finish_piece(uint8_t* smem, const DecodeKernelAr
   const bool pv_warp = Cfg::kWgmma || warp * 64 < a.dv;
   float* red = reinterpret_cast<float*>(smem + Cfg::kOffRed);      // [kSWarpsN][kRows]
   float* row_val = reinterpret_cast<float*>(smem + Cfg::kOffRow);  // [kRows]
+  // wgmma epilogue: each row's output address, past the rows it stages (the KV tiles are free).
+  void** row_dst = reinterpret_cast<void**>(smem + Cfg::kOffKV + kEpilogueStageBytes);  // [kRows]
 
   // ---- Epilogue: total row sums, lse, and the normalized output.
   ptx::cp_async_wait<0>();  // a piece without tiles still has its Q copy in flight
@@ -247,6 +253,7 @@ __device__ __forceinline__ void finish_piece(uint8_t* smem, const DecodeKernelAr
         lse = write_final ? INFINITY : -INFINITY;
       }
       const int gr = row0 + r;
+      void* dst = nullptr;  // the row's output (wgmma epilogue), null past the last row
       if (gr < a.rows) {
         const int s = token_of(gr);
         const int h = head_of(gr);
@@ -257,11 +264,15 @@ __device__ __forceinline__ void finish_piece(uint8_t* smem, const DecodeKernelAr
           }
           a.lse[src.batch * a.lse_batch_stride + h * a.lse_head_stride + s * a.lse_seq_stride] =
               lse;
+          dst = static_cast<Elem*>(a.out) + src.batch * a.out_batch_stride +
+                s * a.out_seq_stride + h * a.out_head_stride;
         } else {
           a.schedule.partial_lse[partial_row(gr)] = lse;
+          dst = a.schedule.partial_out + partial_row(gr) * a.dv;
         }
       }
       row_val[r] = inv;
+      if constexpr (Cfg::kWgmma) row_dst[r] = dst;
     }
   }
   __syncthreads();  // 1/l per row is visible
@@ -275,10 +286,8 @@ __device__ __forceinline__ void finish_piece(uint8_t* smem, const DecodeKernelAr
     // samples, most of them instruction-fetch stalls (ncu, b = 1). Staged, the stores are 16-byte
     // and coalesced, and the copy-out loop is rolled.
     // This thread: rows srow0 / srow1, columns 256*wn + 8*j + 2*t4 (+1), j = 0 .. 31.
-    constexpr int kStageRows = Cfg::kRows / 2;
-    constexpr int kStageStride = kDvStageCols + 8;  // floats; +8 spreads a warp's STS.64 banks
-    static_assert(kStageRows * kStageStride * 4 <= Cfg::kOperandTiles * Cfg::kKVBytes,
-                  "the epilogue stages 32 output rows in the KV operand tiles");
+    static_assert(kEpilogueStageBytes + Cfg::kRows * 8 <= Cfg::kOperandTiles * Cfg::kKVBytes,
+                  "the epilogue stages 32 output rows and 64 row addresses in the KV tiles");
     float* stage = reinterpret_cast<float*>(smem + Cfg::kOffKV);  // [kStageRows][kStageStride]
     const float* acc = &o[0][0][0];
 #pragma unroll  // accumulators are registers: `half` must be a constant (the copy-out is rolled)
@@ -296,19 +305,17 @@ __device__ __forceinline__ void finish_piece(uint8_t* smem, const DecodeKernelAr
       __syncthreads();
       // Stage row sr is tile row 16 (sr / 8) + sr % 8 + 8 half; 4 columns per thread and step.
       constexpr int kChunksPerRow = kDvStageCols / 4;
-#pragma unroll 1
+#pragma unroll 2
       for (int idx = threadIdx.x; idx < kStageRows * kChunksPerRow; idx += Cfg::kThreads) {
         const int sr = idx / kChunksPerRow;
         const int col = (idx % kChunksPerRow) * 4;
-        const int gr = row0 + (sr >> 3) * 16 + (sr & 7) + half * 8;
-        if (gr >= a.rows || col >= a.dv) continue;
+        void* dst = row_dst[(sr >> 3) * 16 + (sr & 7) + half * 8];
+        if (dst == nullptr || col >= a.dv) continue;
         const float4 v = *reinterpret_cast<const float4*>(stage + sr * kStageStride + col);
         if (write_final) {
-          Elem* out = static_cast<Elem*>(a.out) + src.batch * a.out_batch_stride +
-                      token_of(gr) * a.out_seq_stride + head_of(gr) * a.out_head_stride;
-          store_quad(out, col, a.dv, v);
+          store_quad(static_cast<Elem*>(dst), col, a.dv, v);
         } else {
-          store_quad(a.schedule.partial_out + partial_row(gr) * a.dv, col, a.dv, v);
+          store_quad(static_cast<float*>(dst), col, a.dv, v);
         }
       }
     }
