@@ -7,6 +7,7 @@
 
 #include "cuda/common/check.h"
 #include "cuda/common/combine.h"
+#include "cuda/common/device_info.h"
 #include "cuda/common/element.cuh"
 #include "cuda/common/env.h"
 
@@ -14,16 +15,18 @@ namespace flashmla::detail::cuda {
 
 namespace {
 
-constexpr int kCombineThreads = 256;  // one CTA per (sequence, query token, head) row
-constexpr int kSplitGroups = 2;       // the CTA's halves take alternate splits
+constexpr int kGroupThreads = 128;  // one group: 4 of a row's 512 columns per thread
 
-// grid: (plan sequences, rows per plan sequence). The split count is per plan sequence, so the
-// CTAs of single-split ones leave at once; the others spread one row's 512 columns over 128
-// threads and its splits over two such halves, so that even b = 1 (one sequence, dozens of
-// splits) keeps enough of its workspace reads in flight.
-template <typename Elem>
-__global__ void __launch_bounds__(kCombineThreads)
+// grid: (plan sequences, rows per plan sequence), one CTA per (sequence, query token, head) row.
+// The split count is per plan sequence, so the CTAs of single-split ones leave at once; the
+// others spread one row's 512 columns over the 128 threads of a group, and its splits over
+// kGroups groups. A small grid (b = 1: one row per CTA, dozens of splits) is bound by the latency
+// of its workspace reads, so it takes two groups; a large one (b >= 8, a few splits each) takes
+// one (bench/NOTES.md, session 4).
+template <typename Elem, int kGroups>
+__global__ void __launch_bounds__(kGroups * kGroupThreads)
     combine_kernel(const __grid_constant__ CombineParams p) {
+  constexpr int kThreads = kGroups * kGroupThreads;
   // Launched as a programmatic dependent of the decode kernel: it may start while the decode
   // grid drains, and waits here until all of the decode grid's writes are visible.
   asm volatile("griddepcontrol.wait;" ::: "memory");
@@ -81,19 +84,17 @@ __global__ void __launch_bounds__(kCombineThreads)
   const bool empty = !nan && m == -INFINITY;
   auto weight = [&](int i) { return nan ? NAN : __expf(lse_in[i * row_stride] - lse) * sink_factor; };
   if ((p.dv & 3) == 0) {
-    // 4 columns per thread, 128 threads per row, and the splits dealt out to the two halves of
-    // the CTA: with 128 threads and 4 loads in flight each, b = 1 (one row per CTA, dozens of
-    // splits) was bound by load latency (ncu: 57% long-scoreboard stalls on the sums).
-    __shared__ float4 upper_sums[kCombineThreads / kSplitGroups];
-    const int group = threadIdx.x / (kCombineThreads / kSplitGroups);
-    const int gtid = threadIdx.x % (kCombineThreads / kSplitGroups);
-    constexpr int kColsPerPass = kCombineThreads / kSplitGroups * 4;
+    // Group k takes splits k, k + kGroups, ...; groups 1.. hand their sums to group 0.
+    __shared__ float4 group_sums[kGroups > 1 ? kGroups - 1 : 1][kGroupThreads];
+    const int group = threadIdx.x / kGroupThreads;
+    const int gtid = threadIdx.x % kGroupThreads;
+    constexpr int kColsPerPass = kGroupThreads * 4;
     for (int c0 = 0; c0 < p.dv; c0 += kColsPerPass) {  // uniform trip count: barriers inside
       const int c = c0 + gtid * 4;
       float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
       if (!empty && c < p.dv) {
-#pragma unroll 8
-        for (int i = group; i < splits; i += kSplitGroups) {
+#pragma unroll(kGroups > 1 ? 8 : 4)
+        for (int i = group; i < splits; i += kGroups) {
           const float w = weight(i);
           const float4 v = *reinterpret_cast<const float4*>(out_in + i * row_stride * p.dv + c);
           acc.x += w * v.x;
@@ -102,19 +103,30 @@ __global__ void __launch_bounds__(kCombineThreads)
           acc.w += w * v.w;
         }
       }
-      if (group == 1) upper_sums[gtid] = acc;
-      __syncthreads();
-      if (group == 0 && c < p.dv) {
-        const float4 u = upper_sums[gtid];
-        out[c] = ptx::from_float<Elem>(acc.x + u.x);
-        out[c + 1] = ptx::from_float<Elem>(acc.y + u.y);
-        out[c + 2] = ptx::from_float<Elem>(acc.z + u.z);
-        out[c + 3] = ptx::from_float<Elem>(acc.w + u.w);
+      if constexpr (kGroups > 1) {
+        if (group > 0) group_sums[group - 1][gtid] = acc;
+        __syncthreads();
+        if (group == 0) {
+#pragma unroll
+          for (int k = 0; k < kGroups - 1; ++k) {
+            const float4 u = group_sums[k][gtid];
+            acc.x += u.x;
+            acc.y += u.y;
+            acc.z += u.z;
+            acc.w += u.w;
+          }
+        }
       }
-      __syncthreads();  // upper_sums is reused by the next pass
+      if (group == 0 && c < p.dv) {
+        out[c] = ptx::from_float<Elem>(acc.x);
+        out[c + 1] = ptx::from_float<Elem>(acc.y);
+        out[c + 2] = ptx::from_float<Elem>(acc.z);
+        out[c + 3] = ptx::from_float<Elem>(acc.w);
+      }
+      if constexpr (kGroups > 1) __syncthreads();  // group_sums is reused by the next pass
     }
   } else {
-    for (int c = threadIdx.x; c < p.dv; c += kCombineThreads) {
+    for (int c = threadIdx.x; c < p.dv; c += kThreads) {
       float acc = 0.f;
       if (!empty) {
 #pragma unroll 4
@@ -122,6 +134,35 @@ __global__ void __launch_bounds__(kCombineThreads)
       }
       out[c] = ptx::from_float<Elem>(acc);
     }
+  }
+}
+
+// Split groups per CTA (see combine_kernel): two while the grid is at most four CTAs per SM.
+// FLASHMLA_COMBINE_GROUPS=1|2|4 overrides the choice (A/B measurements; read once).
+int combine_groups(const CombineParams& p) {
+  static const int forced = [] {
+    for (const char* g : {"1", "2", "4"}) {
+      if (env_equals("FLASHMLA_COMBINE_GROUPS", g)) return g[0] - '0';
+    }
+    return 0;
+  }();
+  if (forced != 0) return forced;
+  int device = 0;
+  FLASHMLA_CUDA_CHECK(cudaGetDevice(&device));
+  const int64_t ctas = static_cast<int64_t>(p.plan_sequences) * (p.s_q / p.fold) * p.h_q;
+  return ctas <= 4 * static_cast<int64_t>(sm_count(device)) ? 2 : 1;
+}
+
+template <typename Elem>
+void launch_combine_as(const CombineParams& p, cudaLaunchConfig_t config) {
+  const int groups = combine_groups(p);
+  config.blockDim = dim3(groups * kGroupThreads);
+  if (groups == 4) {
+    FLASHMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, combine_kernel<Elem, 4>, p));
+  } else if (groups == 2) {
+    FLASHMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, combine_kernel<Elem, 2>, p));
+  } else {
+    FLASHMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, combine_kernel<Elem, 1>, p));
   }
 }
 
@@ -134,7 +175,6 @@ void launch_combine(const CombineParams& p, cudaStream_t stream) {
   // launch gap between the two kernels; small batches are dominated by such fixed costs.
   cudaLaunchConfig_t config{};
   config.gridDim = grid;
-  config.blockDim = dim3(kCombineThreads);
   config.stream = stream;
   cudaLaunchAttribute attribute{};
   attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -144,9 +184,9 @@ void launch_combine(const CombineParams& p, cudaStream_t stream) {
   static const bool pdl = !env_equals("FLASHMLA_COMBINE_PDL", "0");
   config.numAttrs = pdl ? 1 : 0;
   if (p.act_type == ActType::kBF16) {
-    FLASHMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, combine_kernel<__nv_bfloat16>, p));
+    launch_combine_as<__nv_bfloat16>(p, config);
   } else {
-    FLASHMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, combine_kernel<__half>, p));
+    launch_combine_as<__half>(p, config);
   }
   FLASHMLA_CUDA_CHECK_LAUNCH("combine_kernel");
 }

@@ -1,5 +1,6 @@
 // Environment switches of the CUDA backend, for A/B measurements of kernel variants (each is read
-// once per process by its user): FLASHMLA_DECODE_64ROW=serial, FLASHMLA_COMBINE_PDL=0.
+// once per process by its user): FLASHMLA_DECODE_64ROW=serial, FLASHMLA_COMBINE_PDL=0,
+// FLASHMLA_COMBINE_GROUPS=1|2|4.
 #pragma once
 
 #include <cstdlib>

@@ -155,34 +155,6 @@ __device__ __forceinline__ void store_pair(float* out, int col, int dv, float x0
   }
 }
 
-// The wgmma epilogue stages 32 rows of up to 512 fp32 values at a time, rows padded by 8 floats
-// so that a warp's 8-byte stores of one accumulator column pair spread over all banks.
-inline constexpr int kDvStageCols = 512;
-inline constexpr int kStageRows = 32;
-inline constexpr int kStageStride = kDvStageCols + 8;  // floats
-inline constexpr int kEpilogueStageBytes = kStageRows * kStageStride * 4;
-
-// Stores output columns col .. col + 3 of one row (those below dv), as one 8- or 16-byte store
-// where alignment allows.
-template <typename Elem>
-__device__ __forceinline__ void store_quad(Elem* out, int col, int dv, float4 v) {
-  if (col + 3 < dv && (reinterpret_cast<uintptr_t>(out + col) & 7) == 0) {
-    *reinterpret_cast<uint2*>(out + col) =
-        make_uint2(ptx::pack2<Elem>(v.x, v.y), ptx::pack2<Elem>(v.z, v.w));
-  } else {
-    store_pair(out, col, dv, v.x, v.y);
-    store_pair(out, col + 2, dv, v.z, v.w);
-  }
-}
-__device__ __forceinline__ void store_quad(float* out, int col, int dv, float4 v) {
-  if (col + 3 < dv && (dv & 3) == 0) {  // partial rows of a multiple of 4 start 16-byte aligned
-    *reinterpret_cast<float4*>(out + col) = v;
-  } else {
-    store_pair(out, col, dv, v.x, v.y);
-    store_pair(out, col + 2, dv, v.z, v.w);
-  }
-}
-
 // Epilogue of a piece, shared by both loops (every tensor op and copy of the piece issued; the
 // wgmma path has waited for its last P V): total row sums, lse, and the normalized output. Thread
 // layout as in the loops: warp `warp` = (row block wm, column warp wn), rows srow0 / srow1; the
@@ -206,8 +178,6 @@ __device__ __forceinline__ void finish_piece(uint8_t* smem, const DecodeKernelAr
   const bool pv_warp = Cfg::kWgmma || warp * 64 < a.dv;
   float* red = reinterpret_cast<float*>(smem + Cfg::kOffRed);      // [kSWarpsN][kRows]
   float* row_val = reinterpret_cast<float*>(smem + Cfg::kOffRow);  // [kRows]
-  // wgmma epilogue: each row's output address, past the rows it stages (the KV tiles are free).
-  void** row_dst = reinterpret_cast<void**>(smem + Cfg::kOffKV + kEpilogueStageBytes);  // [kRows]
 
   // ---- Epilogue: total row sums, lse, and the normalized output.
   ptx::cp_async_wait<0>();  // a piece without tiles still has its Q copy in flight
@@ -253,7 +223,6 @@ __device__ __forceinline__ void finish_piece(uint8_t* smem, const DecodeKernelAr
         lse = write_final ? INFINITY : -INFINITY;
       }
       const int gr = row0 + r;
-      void* dst = nullptr;  // the row's output (wgmma epilogue), null past the last row
       if (gr < a.rows) {
         const int s = token_of(gr);
         const int h = head_of(gr);
@@ -264,58 +233,41 @@ __device__ __forceinline__ void finish_piece(uint8_t* smem, const DecodeKernelAr
           }
           a.lse[src.batch * a.lse_batch_stride + h * a.lse_head_stride + s * a.lse_seq_stride] =
               lse;
-          dst = static_cast<Elem*>(a.out) + src.batch * a.out_batch_stride +
-                s * a.out_seq_stride + h * a.out_head_stride;
         } else {
           a.schedule.partial_lse[partial_row(gr)] = lse;
-          dst = a.schedule.partial_out + partial_row(gr) * a.dv;
         }
       }
       row_val[r] = inv;
-      if constexpr (Cfg::kWgmma) row_dst[r] = dst;
     }
   }
   __syncthreads();  // 1/l per row is visible
 
   if (!pv_warp) return;
   if constexpr (Cfg::kWgmma) {
-    // Staged through shared memory in two passes of 32 rows (the KV operand tiles are free now:
-    // every copy landed and every wgmma retired before the barriers above). Stored straight from
-    // the accumulators, each thread's 128 values went out as 64 scattered 8-byte stores of fully
-    // unrolled, branchy code; for small batches that epilogue was ~40% of the kernel's stall
-    // samples, most of them instruction-fetch stalls (ncu, b = 1). Staged, the stores are 16-byte
-    // and coalesced, and the copy-out loop is rolled.
     // This thread: rows srow0 / srow1, columns 256*wn + 8*j + 2*t4 (+1), j = 0 .. 31.
-    static_assert(kEpilogueStageBytes + Cfg::kRows * 8 <= Cfg::kOperandTiles * Cfg::kKVBytes,
-                  "the epilogue stages 32 output rows and 64 row addresses in the KV tiles");
-    float* stage = reinterpret_cast<float*>(smem + Cfg::kOffKV);  // [kStageRows][kStageStride]
     const float* acc = &o[0][0][0];
-#pragma unroll  // accumulators are registers: `half` must be a constant (the copy-out is rolled)
+#pragma unroll
     for (int half = 0; half < 2; ++half) {
-      if (half) __syncthreads();  // the first pass's rows are read out
-      {
-        const float inv = row_val[half ? srow1 : srow0];
-        float* dst = stage + (wm * 8 + g) * kStageStride + wn * 256 + 2 * t4;
+      const int r = half ? srow1 : srow0;
+      const int gr = row0 + r;
+      if (gr >= a.rows) continue;
+      const float inv = row_val[r];
+      if (write_final) {
+        Elem* out = static_cast<Elem*>(a.out) + src.batch * a.out_batch_stride +
+                    token_of(gr) * a.out_seq_stride + head_of(gr) * a.out_head_stride;
 #pragma unroll
         for (int j = 0; j < 32; ++j) {
-          *reinterpret_cast<float2*>(dst + 8 * j) =
-              make_float2(acc[4 * j + 2 * half] * inv, acc[4 * j + 2 * half + 1] * inv);
+          const int col = wn * 256 + j * 8 + 2 * t4;
+          const float x0 = acc[4 * j + 2 * half] * inv, x1 = acc[4 * j + 2 * half + 1] * inv;
+          store_pair(out, col, a.dv, x0, x1);
         }
-      }
-      __syncthreads();
-      // Stage row sr is tile row 16 (sr / 8) + sr % 8 + 8 half; 4 columns per thread and step.
-      constexpr int kChunksPerRow = kDvStageCols / 4;
-#pragma unroll 2
-      for (int idx = threadIdx.x; idx < kStageRows * kChunksPerRow; idx += Cfg::kThreads) {
-        const int sr = idx / kChunksPerRow;
-        const int col = (idx % kChunksPerRow) * 4;
-        void* dst = row_dst[(sr >> 3) * 16 + (sr & 7) + half * 8];
-        if (dst == nullptr || col >= a.dv) continue;
-        const float4 v = *reinterpret_cast<const float4*>(stage + sr * kStageStride + col);
-        if (write_final) {
-          store_quad(static_cast<Elem*>(dst), col, a.dv, v);
-        } else {
-          store_quad(static_cast<float*>(dst), col, a.dv, v);
+      } else {
+        float* out = a.schedule.partial_out + partial_row(gr) * a.dv;
+#pragma unroll
+        for (int j = 0; j < 32; ++j) {
+          const int col = wn * 256 + j * 8 + 2 * t4;
+          const float x0 = acc[4 * j + 2 * half] * inv, x1 = acc[4 * j + 2 * half + 1] * inv;
+          store_pair(out, col, a.dv, x0, x1);
         }
       }
     }
