@@ -16,6 +16,9 @@ namespace flashmla::detail::cuda {
 namespace {
 
 constexpr int kGroupThreads = 128;  // one group: 4 of a row's 512 columns per thread
+constexpr int combine_threads(int groups) {
+  return groups * kGroupThreads;
+}
 
 // grid: (plan sequences, rows per plan sequence), one CTA per (sequence, query token, head) row.
 // The split count is per plan sequence, so the CTAs of single-split ones leave at once; the
@@ -24,9 +27,9 @@ constexpr int kGroupThreads = 128;  // one group: 4 of a row's 512 columns per t
 // of its workspace reads, so it takes two groups; a large one (b >= 8, a few splits each) takes
 // one (bench/NOTES.md, session 4).
 template <typename Elem, int kGroups>
-__global__ void __launch_bounds__(kGroups * kGroupThreads)
+__global__ void __launch_bounds__(combine_threads(kGroups))
     combine_kernel(const __grid_constant__ CombineParams p) {
-  constexpr int kThreads = kGroups * kGroupThreads;
+  constexpr int kThreads = combine_threads(kGroups);
   // Launched as a programmatic dependent of the decode kernel: it may start while the decode
   // grid drains, and waits here until all of the decode grid's writes are visible.
   asm volatile("griddepcontrol.wait;" ::: "memory");
@@ -82,7 +85,9 @@ __global__ void __launch_bounds__(kGroups * kGroupThreads)
   Elem* out = static_cast<Elem*>(p.out) + batch * p.out_batch_stride + s * p.out_seq_stride +
               h * p.out_head_stride;
   const bool empty = !nan && m == -INFINITY;
-  auto weight = [&](int i) { return nan ? NAN : __expf(lse_in[i * row_stride] - lse) * sink_factor; };
+  auto weight = [&](int i) {
+    return nan ? NAN : __expf(lse_in[i * row_stride] - lse) * sink_factor;
+  };
   if ((p.dv & 3) == 0) {
     // Group k takes splits k, k + kGroups, ...; groups 1.. hand their sums to group 0.
     __shared__ float4 group_sums[kGroups > 1 ? kGroups - 1 : 1][kGroupThreads];
