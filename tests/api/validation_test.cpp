@@ -409,6 +409,18 @@ class SparseValidation : public ::testing::Test {
     a.extra_indices = TensorView::contiguous(extra_indices_.data(), DType::kInt32, {kB, 1, 3});
     return a;
   }
+  // The valid call with every tensor on cuda:0 (never dereferenced: validation stops first).
+  SparseDecodeArgs args_on_cuda() const {
+    SparseDecodeArgs a = args_;
+    a.q = on_cuda(a.q);
+    a.kv_cache = on_cuda(a.kv_cache);
+    a.indices = on_cuda(a.indices);
+    a.topk_length = on_cuda(*a.topk_length);
+    a.attn_sink = on_cuda(*a.attn_sink);
+    a.out = on_cuda(a.out);
+    a.lse = on_cuda(a.lse);
+    return a;
+  }
   static std::function<void()> call(const SparseDecodeArgs& args) {
     return [args] { mla_sparse_decode(args); };
   }
@@ -548,17 +560,9 @@ TEST_F(SparseValidation, PlanForAnotherShape) {
 }
 
 TEST_F(SparseValidation, PlanOnAnotherDevice) {
-  // Tensors on cuda:0 (never dereferenced: validation stops first) with a CPU plan.
-  SparseDecodeArgs a = args_;
-  a.q = on_cuda(a.q);
-  a.kv_cache = on_cuda(a.kv_cache);
-  a.indices = on_cuda(a.indices);
-  a.topk_length = on_cuda(*a.topk_length);
-  a.attn_sink = on_cuda(*a.attn_sink);
-  a.out = on_cuda(a.out);
-  a.lse = on_cuda(a.lse);
+  // Tensors on cuda:0 with a CPU plan.
   const DecodePlan plan(plan_shape(kTopk), Device::cpu(), kDv);
-  EXPECT_TRUE(raises(call(a, plan), ErrorKind::kValue, "plan"));
+  EXPECT_TRUE(raises(call(args_on_cuda(), plan), ErrorKind::kValue, "plan"));
 }
 
 TEST_F(SparseValidation, CacheOutAndHeadDimV) {
@@ -623,15 +627,7 @@ TEST_F(FP8ConvertValidation, Dequantize) {
 #if !defined(FLASHMLA_WITH_CUDA)
 // CUDA tensors in a build without CUDA: the plan-less form names q, not the plan it would make.
 TEST_F(SparseValidation, CudaTensorsWithoutCudaBackend) {
-  SparseDecodeArgs a = args_;
-  a.q = on_cuda(a.q);
-  a.kv_cache = on_cuda(a.kv_cache);
-  a.indices = on_cuda(a.indices);
-  a.topk_length = on_cuda(*a.topk_length);
-  a.attn_sink = on_cuda(*a.attn_sink);
-  a.out = on_cuda(a.out);
-  a.lse = on_cuda(a.lse);
-  EXPECT_TRUE(raises(call(a), ErrorKind::kNotSupported, "q"));
+  EXPECT_TRUE(raises(call(args_on_cuda()), ErrorKind::kNotSupported, "q"));
 }
 #endif
 

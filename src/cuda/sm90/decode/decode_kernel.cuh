@@ -155,6 +155,21 @@ __device__ __forceinline__ void store_pair(float* out, int col, int dv, float x0
   }
 }
 
+// Exclusive key limits of a thread's two query rows (tile rows srow0 and srow1): the piece's
+// end, and with causal masking query token j of s_q sees keys 0 .. s_k - s_q + j.
+template <class Cfg>
+__device__ __forceinline__ int2 key_limits(const DecodeKernelArgs& a, int s_base, int seq_len,
+                                           int row0, int srow0, int srow1, int token_end) {
+  int limit0 = token_end, limit1 = token_end;
+  if (!Cfg::kSparse && a.causal) {
+    const int s0 = s_base + (row0 + srow0) / a.q_per_kv;
+    const int s1 = s_base + (row0 + srow1) / a.q_per_kv;
+    limit0 = min(limit0, seq_len - a.s_q + s0 + 1);
+    limit1 = min(limit1, seq_len - a.s_q + s1 + 1);
+  }
+  return make_int2(limit0, limit1);
+}
+
 // Epilogue of a piece, shared by both loops (every tensor op and copy of the piece issued; the
 // wgmma path has waited for its last P V): total row sums, lse, and the normalized output. Thread
 // layout as in the loops: warp `warp` = (row block wm, column warp wn), rows srow0 / srow1; the
@@ -360,15 +375,8 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DecodeKernelAr
   const int wn = warp / Cfg::kSWarpsM;
   const int srow0 = wm * 16 + g;
   const int srow1 = srow0 + 8;
-  // Exclusive key limits of the two rows: the piece's end, and with causal masking query j of
-  // s_q sees keys 0 .. s_k - s_q + j.
-  int limit0 = token_end, limit1 = token_end;
-  if (!Cfg::kSparse && a.causal) {
-    const int s0 = s_base + (row0 + srow0) / a.q_per_kv;
-    const int s1 = s_base + (row0 + srow1) / a.q_per_kv;
-    limit0 = min(limit0, seq_len - a.s_q + s0 + 1);
-    limit1 = min(limit1, seq_len - a.s_q + s1 + 1);
-  }
+  const int2 limits = key_limits<Cfg>(a, s_base, seq_len, row0, srow0, srow1, token_end);
+  const int limit0 = limits.x, limit1 = limits.y;
   float m0 = -INFINITY, m1 = -INFINITY;  // running maxima (log2 domain)
   float l0 = 0.f, l1 = 0.f;              // this thread's share of the running sums
 

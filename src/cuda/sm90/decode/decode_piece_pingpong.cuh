@@ -162,14 +162,8 @@ __device__ __forceinline__ void decode_piece_pingpong(uint8_t* smem, const Decod
     __syncthreads();  // both warpgroups hold the block: warpgroup 1's P may overwrite it
   }
 
-  // Exclusive key limits of this thread's two rows (causal: query j sees keys < s_k - s_q + j + 1).
-  int limit0 = token_end, limit1 = token_end;
-  if (!Cfg::kSparse && a.causal) {
-    const int s0 = s_base + (row0 + srow0) / a.q_per_kv;
-    const int s1 = s_base + (row0 + srow1) / a.q_per_kv;
-    limit0 = min(limit0, seq_len - a.s_q + s0 + 1);
-    limit1 = min(limit1, seq_len - a.s_q + s1 + 1);
-  }
+  const int2 limits = key_limits<Cfg>(a, s_base, seq_len, row0, srow0, srow1, token_end);
+  const int limit0 = limits.x, limit1 = limits.y;
   float m_run0 = -INFINITY, m_run1 = -INFINITY;  // the maxima O and l are relative to (log2)
   float l0 = 0.f, l1 = 0.f;                      // this thread's share of the row sums
   float o[Cfg::kMTiles][8][4];
