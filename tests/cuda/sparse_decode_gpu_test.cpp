@@ -15,6 +15,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/check.h"
@@ -419,15 +420,17 @@ TEST(CudaSparseDecode, LayersShareAPlanAndGraphCapture) {
 
 // q with a head stride of d + 4 (rows not 16-byte aligned), indices with padded rows, and caches
 // with a padded row pitch and a spare row per page: bf16 rows of d + 4 values (not 16-byte
-// aligned), FP8 rows of 672 bytes. Compared with the CPU backend on the contiguous inputs.
+// aligned), FP8 rows of 672 bytes (bulk copies) and of 660 bytes (not 16-byte aligned: the plain
+// copy path). Compared with the CPU backend on the contiguous inputs.
 TEST(CudaSparseDecode, StridedViews) {
   FLASHMLA_REQUIRE_GPU();
   CaseGroup group("sp-strided");
   Rng rng(test_seed() * 41 + 7);
-  for (bool fp8 : {false, true}) {
+  const std::pair<bool, int64_t> layouts[] = {{false, 4}, {true, 16}, {true, 4}};
+  for (const auto& [fp8, pad] : layouts) {
     SparseCase c = random_case(rng, 2, 2, 16, 100, fp8, 16);
     c.with_extra = false;
-    group.run(describe(c) + " strided", [&] {
+    group.run(describe(c) + " strided, row pad " + std::to_string(pad), [&] {
       SparseCaseData data = make_gpu_sparse_data(c);
       const Outputs cpu = run_sparse_cpu(c, data);
       DeviceSparseInputs dev = upload_sparse(c, data);
@@ -451,7 +454,7 @@ TEST(CudaSparseDecode, StridedViews) {
 
       // The cache re-laid with a row pitch of `width + pad` elements and page + 1 rows per page.
       const KVCache& kv = data.cache;
-      const int64_t width = fp8 ? kFP8RowBytes : c.d, pitch = width + (fp8 ? 16 : 4);
+      const int64_t width = fp8 ? kFP8RowBytes : c.d, pitch = width + pad;
       const int64_t page_pitch = (kv.page_block_size + 1) * pitch;
       const size_t elem = fp8 ? 1 : 2;
       std::vector<uint8_t> cache(static_cast<size_t>(kv.num_blocks * page_pitch) * elem, 0xff);

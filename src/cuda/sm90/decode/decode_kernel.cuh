@@ -6,7 +6,8 @@
 // plan sequence the CTA:
 //   1. loads its Q tile (kRows query rows x d) into shared memory,
 //   2. streams the piece's KV rows (kv_tile_loader.cuh) through a kStages-deep cp.async pipeline
-//      of kTileN tokens (FP8 caches: staged, then converted to a bf16 tile),
+//      of kTileN tokens (FP8 caches: bulk copies into staging buffers, completion on mbarriers,
+//      then converted to a bf16 tile),
 //   3. per tile computes S = Q K^T, an online softmax in registers (row maxima exchanged through
 //      shared memory), writes P to shared memory and accumulates O += P V in registers,
 //   4. writes O / l and lse either to the final output (the sequence has one split) or to the
@@ -93,9 +94,10 @@ struct DecodeConfig {
       kPingPong && kRows * kD * 2 + 2 * kTileN * kD * 2 + 2 * kPTileBytes + 2048 > 227 * 1024;
   static constexpr int kPBytes = kPingPong && !kQRegBlock ? 2 * kPTileBytes : kPTileBytes;
   static constexpr int kStagingBytes = kFP8 ? kTileN * 656 : 0;
-  // Sparse: which rows of a tile take part in the softmax, per tile in flight (FP8 refills a
-  // staging buffer before the current tile's scores are masked, hence one more).
-  static constexpr int kValidSlots = kSparse ? (kFP8 ? kStages + 1 : kStages) : 0;
+  // Which rows of a tile are present, per tile in flight: sparse, the rows that take part in the
+  // softmax; FP8, also the rows the conversion reads rather than zero-fills (FP8 refills a staging
+  // buffer before the current tile's scores are masked, hence one more slot).
+  static constexpr int kValidSlots = kFP8 ? kStages + 1 : kSparse ? kStages : 0;
   static constexpr int kOffQ = 0;
   static constexpr int kOffKV = kOffQ + kQBytes;
   static constexpr int kOffP = kOffKV + kOperandTiles * kKVBytes;
@@ -105,7 +107,9 @@ struct DecodeConfig {
   static constexpr int kOffMax = kOffRow + kRows * 4;  // ping-pong: float [2][kRows] maxima
   static constexpr int kOffValid =
       kOffMax + (kPingPong ? 2 * kRows * 4 : 0);  // uint8 [slots][kTileN]
-  static constexpr int kSmemBytes = kOffValid + kValidSlots * kTileN;
+  // FP8: one mbarrier per staging buffer (its bulk copies' completion).
+  static constexpr int kOffBar = (kOffValid + kValidSlots * kTileN + 7) / 8 * 8;
+  static constexpr int kSmemBytes = kOffBar + (kFP8 ? kStages * 8 : 0);
   static_assert(kSmemBytes <= 227 * 1024, "exceeds the 227 KB a Hopper CTA may use");
   static_assert(kTileN == 32 || kTileN == 64, "P tile swizzle handles 64- and 128-byte rows");
   static_assert(!(kWgmma && kQInRegs), "wgmma reads Q from shared memory");
@@ -118,6 +122,7 @@ struct DecodeConfig {
   static_assert(!kPingPong || (kOffP1 % 1024 == 0 && kPTileBytes == 8192),
                 "P tiles are 1024-byte aligned 64 x 64 swizzled tiles");
   static_assert(!kFP8 || (kD == 576 && kTileN == 64), "FP8 rows hold d = 576 values");
+  static_assert(!kFP8 || kOffStaging % 16 == 0, "bulk copies land on 16-byte boundaries");
   static_assert(!kWgmma || (kRows == 64 && kTileN == 64 && kSWarpsM == 4 && kSWarpsN == 2 &&
                             kSNTiles == 4 && kD / 64 >= 8),
                 "the wgmma path is written for 64 x 64 tiles and 512 value columns");
@@ -320,11 +325,14 @@ __device__ __forceinline__ void finish_piece(uint8_t* smem, const DecodeKernelAr
 
 // Processes one piece (a token or slot range of one plan sequence) for this CTA's KV head and
 // row tile. `s_base`: the plan sequence's first query token (sparse: its only one).
+// FP8: `load_phase` bit s is the parity of the next phase of staging buffer s's mbarrier
+// (carried from piece to piece).
 template <class Cfg>
 __device__ __forceinline__ void decode_piece(uint8_t* smem, const DecodeKernelArgs& a,
                                              const PieceSource& src, int s_base, int seq_len,
                                              int kv_head, int row0, int token_begin, int token_end,
-                                             int split_index, bool write_final) {
+                                             int split_index, bool write_final,
+                                             uint32_t& load_phase) {
   using Elem = typename Cfg::Elem;
   const int tid = threadIdx.x;
   const int warp = tid >> 5;
@@ -349,9 +357,20 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DecodeKernelAr
                      : Cfg::kOffKV + slot * Cfg::kKVBytes;
   };
   auto valid_of = [&](int tile) {
-    return Cfg::kSparse
+    return Cfg::kValidSlots > 0
                ? valid + (tile % (Cfg::kValidSlots > 0 ? Cfg::kValidSlots : 1)) * Cfg::kTileN
                : valid;
+  };
+  const uint32_t bar_base = ptx::smem_addr(smem) + Cfg::kOffBar;
+  // Copies of tile `tile` (row ids `ids`) into buffer `slot`.
+  auto load_tile = [&](int slot, int tile, const KVRowIds<Cfg>& ids, bool& bad) {
+    const int start = token_begin + tile * Cfg::kTileN;
+    if constexpr (Cfg::kFP8) {
+      load_fp8_tile<Cfg>(smem, buffer_of(slot), valid_of(tile), bar_base + 8 * slot, a, ids,
+                         kv_head, start, bad);
+    } else {
+      load_kv_tile<Cfg>(smem, buffer_of(slot), valid_of(tile), a, ids, kv_head, start, bad);
+    }
   };
   bool bad = false;
   load_q_tile<Cfg>(smem, a, src.batch, s_base, kv_head, row0);
@@ -359,9 +378,7 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DecodeKernelAr
 #pragma unroll
   for (int s = 0; s < kAhead; ++s) {
     if (s < num_tiles) {
-      const int start = token_begin + s * Cfg::kTileN;
-      load_kv_tile<Cfg>(smem, buffer_of(s), valid_of(s), a,
-                        fetch_row_ids<Cfg>(a, src, start, token_end), kv_head, start, bad);
+      load_tile(s, s, fetch_row_ids<Cfg>(a, src, token_begin + s * Cfg::kTileN, token_end), bad);
     }
     ptx::cp_async_commit();  // empty groups keep the wait counts uniform
   }
@@ -421,11 +438,9 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DecodeKernelAr
     // tile was just converted from (FP8 rows).
     auto refill = [&] {
       if (tile + kAhead < num_tiles) {
-        const int start = tile_start + kAhead * Cfg::kTileN;
-        load_kv_tile<Cfg>(smem, buffer_of(write_stage), valid_of(tile + kAhead), a, next_ids,
-                          kv_head, start, bad);
+        load_tile(write_stage, tile + kAhead, next_ids, bad);
         if (tile + kAhead + 1 < num_tiles) {
-          next_ids = fetch_row_ids<Cfg>(a, src, start + Cfg::kTileN, token_end);
+          next_ids = fetch_row_ids<Cfg>(a, src, tile_start + (kAhead + 1) * Cfg::kTileN, token_end);
         }
       }
       ptx::cp_async_commit();
@@ -436,9 +451,11 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DecodeKernelAr
       // Every warp is done with the operand tile (wgmma: its P V has retired) before the
       // conversion overwrites it.
       if constexpr (Cfg::kWgmma) wgmma::wait<0>();
-      ptx::cp_async_wait<Cfg::kStages - 1>();
-      __syncthreads();  // staging buffer `tile` (and Q) visible
-      convert_fp8_tile<Cfg>(smem, buffer_of(read_stage), Cfg::kOffKV);
+      ptx::cp_async_wait<0>();  // Q (the only cp.async copies of the FP8 path)
+      ptx::mbarrier_wait(bar_base + 8 * read_stage, (load_phase >> read_stage) & 1u);
+      load_phase ^= 1u << read_stage;
+      __syncthreads();  // Q visible; every thread has seen staging buffer `tile` land
+      convert_fp8_tile<Cfg>(smem, buffer_of(read_stage), valid_of(tile), Cfg::kOffKV);
       if constexpr (Cfg::kWgmma) wgmma::fence_proxy_async();  // converted tile -> wgmma reads
       __syncthreads();  // operand tile visible; staging buffer `tile` free
       refill();
@@ -703,6 +720,16 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   const int end_token = sched[kEndToken];
   const int begin_split = sched[kBeginSplit];
   const int32_t* offsets = a.schedule.split_offsets;
+  uint32_t load_phase = 0;  // FP8 staging buffers: see decode_piece
+  if constexpr (Cfg::kFP8) {
+    if (threadIdx.x == 0) {
+      for (int s = 0; s < Cfg::kStages; ++s) {
+        ptx::mbarrier_init(ptx::smem_addr(smem) + Cfg::kOffBar + 8 * s, kFP8LoadArrivals<Cfg>);
+      }
+      ptx::fence_mbarrier_init();
+    }
+    // decode_piece starts with a barrier, before any arrival.
+  }
 
   for (int seq = begin_seq; seq <= end_seq; ++seq) {
     PieceSource src{};
@@ -733,7 +760,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
                                  splits <= 1);
     } else {
       decode_piece<Cfg>(smem, a, src, s_base, len, kv_head, row_tile * Cfg::kRows, token_begin,
-                        max(token_end, token_begin), split_index, splits <= 1);
+                        max(token_end, token_begin), split_index, splits <= 1, load_phase);
     }
   }
 }

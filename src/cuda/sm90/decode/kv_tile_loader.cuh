@@ -6,9 +6,9 @@
 // the dependent load never stalls the pipeline; the copy then turns ids into addresses.
 //
 // Two row formats: bf16/fp16 rows are copied with cp.async straight into the swizzled operand
-// tile; FP8-with-scale rows (656 bytes, MLA.md section 3) are copied with cp.async into a staging
-// buffer and converted to a bf16 operand tile by all threads (fp8 * power-of-two scale is exact in
-// bf16, so the tensor-core math sees exactly the dequantized cache).
+// tile; FP8-with-scale rows (656 bytes, MLA.md section 3) are copied whole, one bulk copy per row,
+// into a staging buffer and converted to a bf16 operand tile by all threads (fp8 * power-of-two
+// scale is exact in bf16, so the tensor-core math sees exactly the dequantized cache).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -192,10 +192,10 @@ __device__ __forceinline__ const uint8_t* row_address(const DecodeKernelArgs& a,
   }
 }
 
-// Issues the copies of KV tokens [tile_start, tile_start + kTileN) into one buffer: the swizzled
-// operand tile (bf16/fp16 rows) or the FP8 staging buffer (656-byte rows, back to back). Skipped
-// rows are zero-filled: their pages may not exist, and a NaN there would poison P V even under a
-// zero weight. Sparse: `valid` [kTileN] receives which rows take part in the softmax.
+// Issues the copies of bf16/fp16 KV tokens [tile_start, tile_start + kTileN) into one swizzled
+// operand tile (FP8 rows: load_fp8_tile). Skipped rows are zero-filled: their pages may not exist,
+// and a NaN there would poison P V even under a zero weight. Sparse: `valid` [kTileN] receives
+// which rows take part in the softmax.
 //
 // This thread copies rows r = ltid / 8 + kRowsPerPass * pass, 16-byte chunk c_lo of every 128-byte
 // column block. kRowsPerPass is a multiple of 8, so r % 8 (the swizzle phase) is the same for all
@@ -207,6 +207,7 @@ __device__ __forceinline__ void load_kv_tile_by(uint8_t* smem, uint32_t buffer_o
                                                 uint8_t* valid, const DecodeKernelArgs& a,
                                                 const KVRowIds<Cfg, kLoaders>& ids, int kv_head,
                                                 int tile_start, bool& bad, int ltid) {
+  static_assert(!Cfg::kFP8, "FP8 rows: load_fp8_tile");
   const int c_lo = ltid & 7;
   const int r0 = ltid >> 3;
   constexpr int kRowsPerPass = kLoaders / 8;
@@ -222,20 +223,13 @@ __device__ __forceinline__ void load_kv_tile_by(uint8_t* smem, uint32_t buffer_o
       if (c_lo == 0) valid[r] = rows[pass] != nullptr;
     }
   }
-  // Byte offset of (row r0, chunk c_lo of group 0) in the buffer, and of (row r0 + kRowsPerPass *
-  // pass, chunk c_lo of 128-byte group j) relative to it: a compile-time constant.
-  const uint32_t thread_offset = Cfg::kFP8 ? buffer_offset + r0 * kFP8RowBytes + c_lo * 16
-                                           : buffer_offset + (r0 << 7) + ((c_lo ^ (r0 & 7)) << 4);
+  // Byte offset of (row r0, chunk c_lo of column block 0) in the buffer, and of (row r0 +
+  // kRowsPerPass * pass, chunk c_lo of column block j) relative to it: a compile-time constant.
+  const uint32_t thread_offset = buffer_offset + (r0 << 7) + ((c_lo ^ (r0 & 7)) << 4);
   auto step_offset = [](int pass, int j) -> uint32_t {
-    if constexpr (Cfg::kFP8) {
-      return pass * kRowsPerPass * kFP8RowBytes + j * 128;
-    } else {
-      return (j * Cfg::kTileN + pass * kRowsPerPass) << 7;
-    }
+    return (j * Cfg::kTileN + pass * kRowsPerPass) << 7;
   };
-  constexpr int kGroups = Cfg::kFP8 ? (kFP8RowChunks + 7) / 8 : Cfg::kColBlocks;
-  // The last FP8 group has kFP8RowChunks % 8 chunks.
-  auto in_row = [&](int j) { return !Cfg::kFP8 || j * 8 + c_lo < kFP8RowChunks; };
+  constexpr int kGroups = Cfg::kColBlocks;
   const auto* fallback = static_cast<const uint8_t*>(a.q);  // mapped; zero-filling copies
   if (a.kv_aligned) {
     const uint32_t dst = ptx::smem_addr(smem) + thread_offset;
@@ -245,9 +239,7 @@ __device__ __forceinline__ void load_kv_tile_by(uint8_t* smem, uint32_t buffer_o
       const uint8_t* src = (present ? rows[pass] : fallback) + c_lo * 16;
 #pragma unroll
       for (int j = 0; j < kGroups; ++j) {
-        if (in_row(j)) {
-          ptx::cp_async_16(dst + step_offset(pass, j), src + j * 128, present);
-        }
+        ptx::cp_async_16(dst + step_offset(pass, j), src + j * 128, present);
       }
     }
   } else {  // cold: strided views with rows that are not 16-byte aligned
@@ -257,9 +249,7 @@ __device__ __forceinline__ void load_kv_tile_by(uint8_t* smem, uint32_t buffer_o
       const uint8_t* src = (present ? rows[pass] : fallback) + c_lo * 16;
 #pragma unroll 1
       for (int j = 0; j < kGroups; ++j) {
-        if (in_row(j)) {
-          copy_16_unaligned(smem, thread_offset + step_offset(pass, j), src + j * 128, present);
-        }
+        copy_16_unaligned(smem, thread_offset + step_offset(pass, j), src + j * 128, present);
       }
     }
   }
@@ -271,6 +261,69 @@ __device__ __forceinline__ void load_kv_tile(uint8_t* smem, uint32_t buffer_offs
                                              int kv_head, int tile_start, bool& bad) {
   load_kv_tile_by<Cfg, Cfg::kThreads>(smem, buffer_offset, valid, a, ids, kv_head, tile_start, bad,
                                       threadIdx.x);
+}
+
+// Threads that arrive on an FP8 staging buffer's mbarrier per tile: the first of each 8.
+template <class Cfg>
+inline constexpr int kFP8LoadArrivals = Cfg::kThreads / 8;
+
+// Issues the copies of FP8 rows [tile_start, tile_start + kTileN) into a staging buffer (656-byte
+// rows back to back): one bulk copy per row, issued by the first of the 8 threads that fetched its
+// id (per-chunk cp.async took about 2600 copies per tile; ncu: the LSU queue throttled them and a
+// third of the 16-row kernel's stall samples sat in the refill). That thread also records in
+// `valid` whether the row is present: skipped rows are not copied at all, convert_fp8_tile writes
+// zeros for them. Completion: mbarrier `bar`, kFP8LoadArrivals arrivals and the copied bytes.
+template <class Cfg>
+__device__ __forceinline__ void load_fp8_tile(uint8_t* smem, uint32_t staging_offset,
+                                              uint8_t* valid, uint32_t bar,
+                                              const DecodeKernelArgs& a, const KVRowIds<Cfg>& ids,
+                                              int kv_head, int tile_start, bool& bad) {
+  static_assert(Cfg::kFP8, "bf16/fp16 rows: load_kv_tile");
+  const int c_lo = threadIdx.x & 7;
+  const int r0 = threadIdx.x >> 3;
+  constexpr int kRowsPerPass = Cfg::kThreads / 8;
+  constexpr int kPasses = Cfg::kTileN / kRowsPerPass;
+  static_assert(Cfg::kTileN % kRowsPerPass == 0, "whole passes");
+  const uint8_t* rows[kPasses];
+  uint32_t bytes = 0;
+#pragma unroll
+  for (int pass = 0; pass < kPasses; ++pass) {
+    const int r = r0 + pass * kRowsPerPass;
+    rows[pass] =
+        row_address<Cfg>(a, ids.id[pass], (ids.skipped >> pass) & 1u, tile_start + r, kv_head, bad);
+    if (rows[pass] != nullptr) bytes += kFP8RowBytes;
+    if (c_lo == 0) valid[r] = rows[pass] != nullptr;
+  }
+  const uint32_t row_offset = staging_offset + r0 * kFP8RowBytes;
+  if (a.kv_aligned) {
+    if (c_lo == 0) {
+      if (bytes > 0) {
+        ptx::mbarrier_arrive_expect_tx(bar, bytes);
+      } else {
+        ptx::mbarrier_arrive(bar);
+      }
+      const uint32_t dst = ptx::smem_addr(smem) + row_offset;
+#pragma unroll
+      for (int pass = 0; pass < kPasses; ++pass) {
+        if (rows[pass] != nullptr) {
+          ptx::bulk_copy_to_shared(dst + pass * kRowsPerPass * kFP8RowBytes, rows[pass],
+                                   kFP8RowBytes, bar);
+        }
+      }
+    }
+  } else {  // cold: rows not 16-byte aligned; the 8 threads copy a row with plain loads and stores
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass) {
+      if (rows[pass] == nullptr) continue;
+#pragma unroll 1
+      for (int chunk = c_lo; chunk < kFP8RowChunks; chunk += 8) {
+        copy_16_unaligned(smem, row_offset + pass * kRowsPerPass * kFP8RowBytes + chunk * 16,
+                          rows[pass] + chunk * 16, true);
+      }
+    }
+    __syncwarp();  // the row's 8 threads are one quarter-warp; their stores precede the arrival
+    if (c_lo == 0) ptx::mbarrier_arrive(bar);
+  }
 }
 
 // 16 e4m3 values times `scale` -> 16 bf16 values (two 16-byte chunks).
@@ -291,16 +344,33 @@ __device__ __forceinline__ void dequant_16(const uint4& in, float scale, uint4& 
   hi = make_uint4(out[4], out[5], out[6], out[7]);
 }
 
-// FP8 staging buffer (kTileN rows of 656 bytes) -> swizzled bf16 operand tile. Thread
+// FP8 staging buffer (kTileN rows of 656 bytes) -> swizzled bf16 operand tile; rows that `valid`
+// [kTileN] marks absent become zeros. Thread
 // (row = tid % kTileN, group = tid / kTileN) converts one 128-value scale group of one row and a
 // quarter of its rope values; 8 consecutive rows per quarter-warp keep the 16-byte shared loads
 // and stores free of bank conflicts.
 template <class Cfg>
 __device__ __forceinline__ void convert_fp8_tile(uint8_t* smem, uint32_t staging_offset,
-                                                 uint32_t tile_offset) {
+                                                 const uint8_t* valid, uint32_t tile_offset) {
   static_assert(Cfg::kThreads == 4 * Cfg::kTileN && Cfg::kD == 576, "one thread per scale group");
   const int r = threadIdx.x % Cfg::kTileN;
   const int group = threadIdx.x / Cfg::kTileN;
+  if (!valid[r]) {
+    // A skipped row was not copied; zeros, because a NaN in V would poison P V even under a zero
+    // weight.
+    const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      *reinterpret_cast<uint4*>(smem + tile_offset +
+                                tile_chunk_offset<Cfg::kTileN>(r, group * 16 + i)) = zero;
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      *reinterpret_cast<uint4*>(smem + tile_offset +
+                                tile_chunk_offset<Cfg::kTileN>(r, 64 + group * 2 + i)) = zero;
+    }
+    return;
+  }
   const uint8_t* row = smem + staging_offset + r * kFP8RowBytes;
   const float scale = reinterpret_cast<const float*>(row + kFP8ScaleOffset)[group];
 #pragma unroll

@@ -1,7 +1,7 @@
 // Thin wrappers over the PTX instructions the decode kernels use: cp.async (16-byte global to
-// shared copies, zero-filling when the source is masked), ldmatrix and the m16n8k16 tensor-core
-// MMA (element conversions: cuda/common/element.cuh). Kept free of any library so that the backend
-// builds without CUTLASS.
+// shared copies, zero-filling when the source is masked), bulk copies with mbarriers, ldmatrix and
+// the m16n8k16 tensor-core MMA (element conversions: cuda/common/element.cuh). Kept free of any
+// library so that the backend builds without CUTLASS.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -33,6 +33,46 @@ __device__ __forceinline__ void cp_async_commit() {
 template <int kPending>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+}
+
+// Bulk copies (the TMA engine, no tensor map): `bytes` (a multiple of 16, both addresses 16-byte
+// aligned) from global to shared memory in one instruction, completing that many bytes of the
+// transaction count of mbarrier `bar`. A phase of such a barrier, initialized with `count`,
+// completes once `count` threads have arrived (each first announcing the bytes its own copies
+// will bring, arrive_expect_tx) and all those bytes have landed; waiters test the phase parity.
+__device__ __forceinline__ void mbarrier_init(uint32_t bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+// Makes initialized barriers visible to the async proxy (the copy engine) and to other threads
+// (with a barrier after it).
+__device__ __forceinline__ void fence_mbarrier_init() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+__device__ __forceinline__ void mbarrier_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbarrier_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred done;\n"
+      "wait_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra wait_%=;\n"
+      "}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+__device__ __forceinline__ void bulk_copy_to_shared(uint32_t dst, const void* src, uint32_t bytes,
+                                                    uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::
+          "r"(dst),
+      "l"(src), "r"(bytes), "r"(bar)
+      : "memory");
 }
 
 // Named barriers (bar.sync / bar.arrive with an id and a thread count, a multiple of 32). A
