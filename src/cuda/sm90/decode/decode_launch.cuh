@@ -46,6 +46,9 @@ template <typename Elem, int kD, bool kFP8, bool kSparse>
 struct DecodeConfigs {
   using Rows16 =
       DecodeConfig<Elem, kD, 16, 64, kFP8 ? 3 : 2, false, /*kQInRegs=*/true, kFP8, kSparse>;
+  // FP8 rows, A/B only (FLASHMLA_FP8_ROWS16_Q=smem): Q read from shared memory every tile, which
+  // frees the 144 registers Q fragments take for the conversion's loads in flight.
+  using Rows16QInSmem = DecodeConfig<Elem, kD, 16, 64, 3, false, false, kFP8, kSparse>;
   using Rows32 = DecodeConfig<Elem, kD, 32, 64, 2, false, false, kFP8, kSparse>;
   using Rows64 =
       DecodeConfig<Elem, kD, 64, 64, kFP8 ? 1 : 2, /*kWgmma=*/true, false, kFP8, kSparse>;
@@ -60,11 +63,23 @@ inline bool decode_64row_serial() {
   return serial;
 }
 
+// FLASHMLA_FP8_ROWS16_Q=smem: the FP8 16-row tiles read Q from shared memory (read once).
+inline bool fp8_rows16_q_in_smem() {
+  static const bool smem = env_equals("FLASHMLA_FP8_ROWS16_Q", "smem");
+  return smem;
+}
+
 // Runs the configuration for `tile_rows` (16, 32 or 64 rows per tile).
 template <typename Elem, int kD, bool kFP8, bool kSparse>
 void launch_decode_for_rows(const DecodeKernelArgs& a, int tile_rows, cudaStream_t stream) {
   using Configs = DecodeConfigs<Elem, kD, kFP8, kSparse>;
   if (tile_rows == 16) {
+    if constexpr (kFP8) {
+      if (fp8_rows16_q_in_smem()) {
+        launch_decode<typename Configs::Rows16QInSmem>(a, stream);
+        return;
+      }
+    }
     launch_decode<typename Configs::Rows16>(a, stream);
   } else if (tile_rows == 32) {
     launch_decode<typename Configs::Rows32>(a, stream);

@@ -19,6 +19,7 @@
 
 #include "cuda/sm90/decode/decode_args.h"
 #include "cuda/sm90/decode/ptx.cuh"
+#include "cuda/sm90/decode/wgmma.cuh"
 
 namespace flashmla::detail::cuda::sm90 {
 
@@ -193,9 +194,9 @@ __device__ __forceinline__ const uint8_t* row_address(const DecodeKernelArgs& a,
 }
 
 // Issues the copies of bf16/fp16 KV tokens [tile_start, tile_start + kTileN) into one swizzled
-// operand tile (FP8 rows: load_fp8_tile). Skipped rows are zero-filled: their pages may not exist,
-// and a NaN there would poison P V even under a zero weight. Sparse: `valid` [kTileN] receives
-// which rows take part in the softmax.
+// operand tile (FP8 rows: resolve_fp8_tile / issue_fp8_tile). Skipped rows are zero-filled: their
+// pages may not exist, and a NaN there would poison P V even under a zero weight. Sparse: `valid`
+// [kTileN] receives which rows take part in the softmax.
 //
 // This thread copies rows r = ltid / 8 + kRowsPerPass * pass, 16-byte chunk c_lo of every 128-byte
 // column block. kRowsPerPass is a multiple of 8, so r % 8 (the swizzle phase) is the same for all
@@ -207,7 +208,7 @@ __device__ __forceinline__ void load_kv_tile_by(uint8_t* smem, uint32_t buffer_o
                                                 uint8_t* valid, const DecodeKernelArgs& a,
                                                 const KVRowIds<Cfg, kLoaders>& ids, int kv_head,
                                                 int tile_start, bool& bad, int ltid) {
-  static_assert(!Cfg::kFP8, "FP8 rows: load_fp8_tile");
+  static_assert(!Cfg::kFP8, "FP8 rows: resolve_fp8_tile / issue_fp8_tile");
   const int c_lo = ltid & 7;
   const int r0 = ltid >> 3;
   constexpr int kRowsPerPass = kLoaders / 8;
@@ -267,58 +268,128 @@ __device__ __forceinline__ void load_kv_tile(uint8_t* smem, uint32_t buffer_offs
 template <class Cfg>
 inline constexpr int kFP8LoadArrivals = Cfg::kThreads / 8;
 
-// Issues the copies of FP8 rows [tile_start, tile_start + kTileN) into a staging buffer (656-byte
-// rows back to back): one bulk copy per row, issued by the first of the 8 threads that fetched its
-// id (per-chunk cp.async took about 2600 copies per tile; ncu: the LSU queue throttled them and a
-// third of the 16-row kernel's stall samples sat in the refill). That thread also records in
-// `valid` whether the row is present: skipped rows are not copied at all, convert_fp8_tile writes
-// zeros for them. Completion: mbarrier `bar`, kFP8LoadArrivals arrivals and the copied bytes.
+// FP8 rows are copied whole, one bulk copy per 656-byte row into a staging buffer (rows back to
+// back), issued by the first of the 8 threads that fetched the row's id. Per-chunk cp.async took
+// about 2600 copies per tile, which ncu showed throttled in the LSU queue. Loading a tile has two
+// steps so that the caller can resolve the addresses early (their arithmetic then overlaps other
+// work) and issue the copies once the buffer is free:
+//   resolve_fp8_tile: row addresses, the tile's bytes, and (sparse) `valid`, which rows take part
+//     in the softmax;
+//   issue_fp8_tile: the copies, completing on mbarrier `bar` (kFP8LoadArrivals arrivals and the
+//     copied bytes); skipped rows are zero-filled with plain stores before the arrival.
 template <class Cfg>
-__device__ __forceinline__ void load_fp8_tile(uint8_t* smem, uint32_t staging_offset,
-                                              uint8_t* valid, uint32_t bar,
-                                              const DecodeKernelArgs& a, const KVRowIds<Cfg>& ids,
-                                              int kv_head, int tile_start, bool& bad) {
+struct FP8TileRows {
+  static constexpr int kRowsPerPass = Cfg::kThreads / 8;
+  static constexpr int kPasses = Cfg::kTileN / kRowsPerPass;
+  static_assert(Cfg::kTileN % kRowsPerPass == 0, "whole passes");
+  const uint8_t* row[kPasses];  // this thread's rows r0 + kRowsPerPass * pass; nullptr: skipped
+  uint32_t bytes;               // bytes those rows bring
+};
+
+// row_address without branches: selects only, so that the compiler can interleave it with the
+// conversion the caller places it beside (with row_address's early returns it stayed a separate
+// block ahead of the conversion).
+template <class Cfg>
+__device__ __forceinline__ const uint8_t* fp8_row_address(const DecodeKernelArgs& a, int id,
+                                                          bool skipped, int t, int kv_head,
+                                                          bool& bad) {
+  int64_t offset;
+  bool in_range;
+  const uint8_t* data;
+  if constexpr (Cfg::kSparse) {
+    const bool second = t >= a.lists[0].topk;
+    const KVCacheView& kv0 = a.lists[0].kv;
+    const KVCacheView& kv1 = a.lists[1].kv;
+    const int page_block_size = second ? kv1.page_block_size : kv0.page_block_size;
+    const int page = id / page_block_size;  // -1 (an unused slot) gives page 0, not read
+    in_range = id >= 0 && page < (second ? kv1.num_blocks : kv0.num_blocks);
+    bad |= !skipped && id != -1 && !in_range;
+    offset = page * (second ? kv1.block_stride : kv0.block_stride) +
+             (id - page * page_block_size) * (second ? kv1.row_stride : kv0.row_stride);
+    data = static_cast<const uint8_t*>(second ? kv1.data : kv0.data);
+  } else {
+    const KVCacheView& kv = a.kv;
+    const int page = t / kv.page_block_size;
+    in_range = id >= 0 && id < kv.num_blocks;
+    bad |= !skipped && !in_range;
+    offset = id * kv.block_stride + (t - page * kv.page_block_size) * kv.row_stride +
+             kv_head * kv.head_stride;
+    data = static_cast<const uint8_t*>(kv.data);
+  }
+  return !skipped && in_range ? data + offset : nullptr;
+}
+
+template <class Cfg>
+__device__ __forceinline__ FP8TileRows<Cfg> resolve_fp8_tile(uint8_t* valid,
+                                                             const DecodeKernelArgs& a,
+                                                             const KVRowIds<Cfg>& ids, int kv_head,
+                                                             int tile_start, bool& bad) {
   static_assert(Cfg::kFP8, "bf16/fp16 rows: load_kv_tile");
+  using Rows = FP8TileRows<Cfg>;
   const int c_lo = threadIdx.x & 7;
   const int r0 = threadIdx.x >> 3;
-  constexpr int kRowsPerPass = Cfg::kThreads / 8;
-  constexpr int kPasses = Cfg::kTileN / kRowsPerPass;
-  static_assert(Cfg::kTileN % kRowsPerPass == 0, "whole passes");
-  const uint8_t* rows[kPasses];
-  uint32_t bytes = 0;
+  Rows rows;
+  rows.bytes = 0;
 #pragma unroll
-  for (int pass = 0; pass < kPasses; ++pass) {
-    const int r = r0 + pass * kRowsPerPass;
-    rows[pass] =
-        row_address<Cfg>(a, ids.id[pass], (ids.skipped >> pass) & 1u, tile_start + r, kv_head, bad);
-    if (rows[pass] != nullptr) bytes += kFP8RowBytes;
-    if (c_lo == 0) valid[r] = rows[pass] != nullptr;
+  for (int pass = 0; pass < Rows::kPasses; ++pass) {
+    const int r = r0 + pass * Rows::kRowsPerPass;
+    rows.row[pass] = fp8_row_address<Cfg>(a, ids.id[pass], (ids.skipped >> pass) & 1u,
+                                          tile_start + r, kv_head, bad);
+    rows.bytes += rows.row[pass] != nullptr ? kFP8RowBytes : 0;
+    if constexpr (Cfg::kSparse) {
+      if (c_lo == 0) valid[r] = rows.row[pass] != nullptr;
+    }
   }
-  const uint32_t row_offset = staging_offset + r0 * kFP8RowBytes;
+  return rows;
+}
+
+template <class Cfg>
+__device__ __forceinline__ void issue_fp8_tile(uint8_t* smem, uint32_t staging_offset, uint32_t bar,
+                                               const DecodeKernelArgs& a,
+                                               const FP8TileRows<Cfg>& rows) {
+  using Rows = FP8TileRows<Cfg>;
+  const int c_lo = threadIdx.x & 7;
+  const uint32_t row_offset = staging_offset + (threadIdx.x >> 3) * kFP8RowBytes;
+  constexpr uint32_t kPassBytes = Rows::kRowsPerPass * kFP8RowBytes;
+  if (rows.bytes != Rows::kPasses * kFP8RowBytes) {
+    // Skipped rows become zeros (the 8 threads of the row, plain stores): their pages may not
+    // exist, and a NaN there would poison P V even under a zero weight.
+#pragma unroll
+    for (int pass = 0; pass < Rows::kPasses; ++pass) {
+      if (rows.row[pass] != nullptr) continue;
+#pragma unroll 1
+      for (int chunk = c_lo; chunk < kFP8RowChunks; chunk += 8) {
+        *reinterpret_cast<uint4*>(smem + row_offset + pass * kPassBytes + chunk * 16) =
+            make_uint4(0u, 0u, 0u, 0u);
+      }
+    }
+    // A later bulk copy (async proxy) may overwrite these rows: order the stores before it.
+    wgmma::fence_proxy_async();
+  }
   if (a.kv_aligned) {
+    __syncwarp();  // the row's 8 threads are one quarter-warp; zero stores precede the arrival
     if (c_lo == 0) {
-      if (bytes > 0) {
-        ptx::mbarrier_arrive_expect_tx(bar, bytes);
+      if (rows.bytes > 0) {
+        ptx::mbarrier_arrive_expect_tx(bar, rows.bytes);
       } else {
         ptx::mbarrier_arrive(bar);
       }
       const uint32_t dst = ptx::smem_addr(smem) + row_offset;
 #pragma unroll
-      for (int pass = 0; pass < kPasses; ++pass) {
-        if (rows[pass] != nullptr) {
-          ptx::bulk_copy_to_shared(dst + pass * kRowsPerPass * kFP8RowBytes, rows[pass],
-                                   kFP8RowBytes, bar);
+      for (int pass = 0; pass < Rows::kPasses; ++pass) {
+        if (rows.row[pass] != nullptr) {
+          ptx::bulk_copy_to_shared(dst + pass * kPassBytes, rows.row[pass], kFP8RowBytes, bar);
         }
       }
     }
   } else {  // cold: rows not 16-byte aligned; the 8 threads copy a row with plain loads and stores
 #pragma unroll
-    for (int pass = 0; pass < kPasses; ++pass) {
-      if (rows[pass] == nullptr) continue;
+    for (int pass = 0; pass < Rows::kPasses; ++pass) {
+      if (rows.row[pass] == nullptr) continue;
 #pragma unroll 1
       for (int chunk = c_lo; chunk < kFP8RowChunks; chunk += 8) {
-        copy_16_unaligned(smem, row_offset + pass * kRowsPerPass * kFP8RowBytes + chunk * 16,
-                          rows[pass] + chunk * 16, true);
+        copy_16_unaligned(smem, row_offset + pass * kPassBytes + chunk * 16,
+                          rows.row[pass] + chunk * 16, true);
       }
     }
     __syncwarp();  // the row's 8 threads are one quarter-warp; their stores precede the arrival
@@ -344,33 +415,16 @@ __device__ __forceinline__ void dequant_16(const uint4& in, float scale, uint4& 
   hi = make_uint4(out[4], out[5], out[6], out[7]);
 }
 
-// FP8 staging buffer (kTileN rows of 656 bytes) -> swizzled bf16 operand tile; rows that `valid`
-// [kTileN] marks absent become zeros. Thread
+// FP8 staging buffer (kTileN rows of 656 bytes) -> swizzled bf16 operand tile. Thread
 // (row = tid % kTileN, group = tid / kTileN) converts one 128-value scale group of one row and a
 // quarter of its rope values; 8 consecutive rows per quarter-warp keep the 16-byte shared loads
 // and stores free of bank conflicts.
 template <class Cfg>
 __device__ __forceinline__ void convert_fp8_tile(uint8_t* smem, uint32_t staging_offset,
-                                                 const uint8_t* valid, uint32_t tile_offset) {
+                                                 uint32_t tile_offset) {
   static_assert(Cfg::kThreads == 4 * Cfg::kTileN && Cfg::kD == 576, "one thread per scale group");
   const int r = threadIdx.x % Cfg::kTileN;
   const int group = threadIdx.x / Cfg::kTileN;
-  if (!valid[r]) {
-    // A skipped row was not copied; zeros, because a NaN in V would poison P V even under a zero
-    // weight.
-    const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
-#pragma unroll
-    for (int i = 0; i < 16; ++i) {
-      *reinterpret_cast<uint4*>(smem + tile_offset +
-                                tile_chunk_offset<Cfg::kTileN>(r, group * 16 + i)) = zero;
-    }
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      *reinterpret_cast<uint4*>(smem + tile_offset +
-                                tile_chunk_offset<Cfg::kTileN>(r, 64 + group * 2 + i)) = zero;
-    }
-    return;
-  }
   const uint8_t* row = smem + staging_offset + r * kFP8RowBytes;
   const float scale = reinterpret_cast<const float*>(row + kFP8ScaleOffset)[group];
 #pragma unroll
