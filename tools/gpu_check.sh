@@ -19,8 +19,9 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/flashmla-gpu-out}
 mkdir -p "$OUT"
 export PATH=/usr/local/cuda/bin:$PATH PYTHONUNBUFFERED=1
-# The device copy of the tree has no .git: `git rev-parse HEAD > .deps/git_commit` before the call
-# lets the bench JSON carry the right commit.
+# The device copy of the tree has no up-to-date .git: `git rev-parse HEAD > .deps/git_commit` before
+# the call lets the bench JSON carry the right commit. A bench run outside this script must export
+# FLASHMLA_GIT_COMMIT=$(cat .deps/git_commit) itself (session 5 got a stale commit without it).
 steps=${*:-all}
 has() {
   [[ " $steps " == *" $1 "* || (" $steps " == *" all "* && $1 != ncu && $1 != sweep) ||
