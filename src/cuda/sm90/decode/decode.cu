@@ -168,6 +168,9 @@ void sparse_decode(const SparseDecodeParams& p, void* stream_ptr) {
   a.kv_aligned = kv_aligned(p.kv) && kv_aligned(p.extra_kv);
   a.lists[0] = {p.kv,   p.indices,    p.indices_batch_stride, p.indices_seq_stride,
                 p.topk, p.topk_length};
+  // An absent second list is never addressed, but the FP8 loader's branch-free address arithmetic
+  // (fp8_row_address) still divides by its page size for slots past the first list.
+  a.lists[1].kv.page_block_size = 1;
   if (p.extra_indices != nullptr) {
     a.lists[1] = {
         p.extra_kv,   p.extra_indices,    p.extra_indices_batch_stride, p.extra_indices_seq_stride,
