@@ -42,66 +42,50 @@ __device__ __forceinline__ void fence_proxy_async() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
+// Accumulator operands of the shapes below: the "%0, ..., %(n-1)" register list of the
+// instruction string and the matching "+f"(d[i]) constraints, n = 16, 32 or 128.
+#define FLASHMLA_WGMMA_D4(i) "+f"(d[(i)]), "+f"(d[(i) + 1]), "+f"(d[(i) + 2]), "+f"(d[(i) + 3])
+#define FLASHMLA_WGMMA_D16(i)                                                   \
+  FLASHMLA_WGMMA_D4(i), FLASHMLA_WGMMA_D4((i) + 4), FLASHMLA_WGMMA_D4((i) + 8), \
+      FLASHMLA_WGMMA_D4((i) + 12)
+#define FLASHMLA_WGMMA_D32(i) FLASHMLA_WGMMA_D16(i), FLASHMLA_WGMMA_D16((i) + 16)
+#define FLASHMLA_WGMMA_D128 \
+  FLASHMLA_WGMMA_D32(0), FLASHMLA_WGMMA_D32(32), FLASHMLA_WGMMA_D32(64), FLASHMLA_WGMMA_D32(96)
+#define FLASHMLA_WGMMA_R16 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
+#define FLASHMLA_WGMMA_R32 \
+  FLASHMLA_WGMMA_R16       \
+      ", %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+#define FLASHMLA_WGMMA_R128                                                                        \
+  FLASHMLA_WGMMA_R32                                                                               \
+      ", %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, "    \
+      "%49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, " \
+      "%67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, " \
+      "%85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, "    \
+      "%102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, " \
+      "%117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
+
 // D[64 x 32] (+)= A[64 x 16] * B[16 x 32], A and B from shared memory (descriptors);
 // kTransB = 1 reads B as MN-major (contiguous along N). One definition per element type, which
 // only changes the instruction's type suffix.
-#define FLASHMLA_WGMMA_M64N32K16(NAME, TYPE)                                                 \
-  template <int kTransB>                                                                     \
-  __device__ __forceinline__ void NAME(float(&d)[16], uint64_t desc_a, uint64_t desc_b) {    \
-    asm volatile("wgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE "." TYPE                 \
-                 " "                                                                         \
-                 "{"                                                                         \
-                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"      \
-                 "}, %16, %17, 1, 1, 1, 0, %18;\n"                                           \
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),   \
-                   "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), \
-                   "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])                        \
-                 : "l"(desc_a), "l"(desc_b), "n"(kTransB));                                  \
+#define FLASHMLA_WGMMA_M64N32K16(NAME, TYPE)                                              \
+  template <int kTransB>                                                                  \
+  __device__ __forceinline__ void NAME(float(&d)[16], uint64_t desc_a, uint64_t desc_b) { \
+    asm volatile("wgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE "." TYPE              \
+                 " {" FLASHMLA_WGMMA_R16 "}, %16, %17, 1, 1, 1, 0, %18;\n"                \
+                 : FLASHMLA_WGMMA_D16(0)                                                  \
+                 : "l"(desc_a), "l"(desc_b), "n"(kTransB));                               \
   }
 
 // D[64 x 256] (+)= A[64 x 16] * B[16 x 256], A and B from shared memory (descriptors);
 // kTransB = 1 reads B as MN-major (contiguous along N). One definition per element type, which
 // only changes the instruction's type suffix.
-#define FLASHMLA_WGMMA_M64N256K16(NAME, TYPE)                                                     \
-  template <int kTransB>                                                                          \
-  __device__ __forceinline__ void NAME(float(&d)[128], uint64_t desc_a, uint64_t desc_b) {        \
-    asm volatile(                                                                                 \
-        "wgmma.mma_async.sync.aligned.m64n256k16.f32." TYPE "." TYPE                              \
-        " "                                                                                       \
-        "{"                                                                                       \
-        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                  \
-        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "        \
-        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "        \
-        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "        \
-        "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "        \
-        "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "        \
-        "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, "  \
-        "%111, "                                                                                  \
-        "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, "    \
-        "%126, %127"                                                                              \
-        "}, %128, %129, 1, 1, 1, 0, %130;\n"                                                      \
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),     \
-          "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), \
-          "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]),           \
-          "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]),           \
-          "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),           \
-          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]),           \
-          "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]),           \
-          "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]),           \
-          "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),           \
-          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]),           \
-          "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]),           \
-          "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]),           \
-          "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),           \
-          "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]),           \
-          "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]),           \
-          "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]),           \
-          "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),       \
-          "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]),     \
-          "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]),     \
-          "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]),     \
-          "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])      \
-        : "l"(desc_a), "l"(desc_b), "n"(kTransB));                                                \
+#define FLASHMLA_WGMMA_M64N256K16(NAME, TYPE)                                              \
+  template <int kTransB>                                                                   \
+  __device__ __forceinline__ void NAME(float(&d)[128], uint64_t desc_a, uint64_t desc_b) { \
+    asm volatile("wgmma.mma_async.sync.aligned.m64n256k16.f32." TYPE "." TYPE              \
+                 " {" FLASHMLA_WGMMA_R128 "}, %128, %129, 1, 1, 1, 0, %130;\n"             \
+                 : FLASHMLA_WGMMA_D128                                                     \
+                 : "l"(desc_a), "l"(desc_b), "n"(kTransB));                                \
   }
 
 FLASHMLA_WGMMA_M64N32K16(mma_m64n32k16_bf16, "bf16")
@@ -115,75 +99,29 @@ FLASHMLA_WGMMA_M64N256K16(mma_m64n256k16_f16, "f16")
 // from shared memory (SS) or from registers (RS: the Q column block kept in registers), and
 // O += P V with P from registers (RS, the warpgroup's own P). RS forms take A as the four
 // 32-bit registers of the m16n8k16-style A fragment of each warp; they have no trans-a.
-#define FLASHMLA_WGMMA_M64N64K16_SS(NAME, TYPE)                                                  \
-  template <int kTransB>                                                                         \
-  __device__ __forceinline__ void NAME(float(&d)[32], uint64_t desc_a, uint64_t desc_b) {        \
-    asm volatile("wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE                     \
-                 " {"                                                                            \
-                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, "   \
-                 "%17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"     \
-                 "}, %32, %33, 1, 1, 1, 0, %34;\n"                                               \
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),       \
-                   "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),     \
-                   "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), \
-                   "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
-                   "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), \
-                   "+f"(d[30]), "+f"(d[31])                                                      \
-                 : "l"(desc_a), "l"(desc_b), "n"(kTransB));                                      \
+#define FLASHMLA_WGMMA_M64N64K16_SS(NAME, TYPE)                                           \
+  template <int kTransB>                                                                  \
+  __device__ __forceinline__ void NAME(float(&d)[32], uint64_t desc_a, uint64_t desc_b) { \
+    asm volatile("wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE              \
+                 " {" FLASHMLA_WGMMA_R32 "}, %32, %33, 1, 1, 1, 0, %34;\n"                \
+                 : FLASHMLA_WGMMA_D32(0)                                                  \
+                 : "l"(desc_a), "l"(desc_b), "n"(kTransB));                               \
   }
-#define FLASHMLA_WGMMA_M64N64K16_RS(NAME, TYPE)                                                  \
+#define FLASHMLA_WGMMA_M64N64K16_RS(NAME, TYPE)                                                 \
+  template <int kTransB>                                                                        \
+  __device__ __forceinline__ void NAME(float(&d)[32], const uint32_t(&a)[4], uint64_t desc_b) { \
+    asm volatile("wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE                    \
+                 " {" FLASHMLA_WGMMA_R32 "}, {%32, %33, %34, %35}, %36, 1, 1, 1, %37;\n"        \
+                 : FLASHMLA_WGMMA_D32(0)                                                        \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(kTransB));      \
+  }
+#define FLASHMLA_WGMMA_M64N256K16_RS(NAME, TYPE)                                                 \
   template <int kTransB>                                                                         \
-  __device__ __forceinline__ void NAME(float(&d)[32], const uint32_t(&a)[4], uint64_t desc_b) {  \
-    asm volatile("wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE                     \
-                 " {"                                                                            \
-                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, "   \
-                 "%17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"     \
-                 "}, {%32, %33, %34, %35}, %36, 1, 1, 1, %37;\n"                                 \
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),       \
-                   "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),     \
-                   "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), \
-                   "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
-                   "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), \
-                   "+f"(d[30]), "+f"(d[31])                                                      \
+  __device__ __forceinline__ void NAME(float(&d)[128], const uint32_t(&a)[4], uint64_t desc_b) { \
+    asm volatile("wgmma.mma_async.sync.aligned.m64n256k16.f32." TYPE "." TYPE                    \
+                 " {" FLASHMLA_WGMMA_R128 "}, {%128, %129, %130, %131}, %132, 1, 1, 1, %133;\n"  \
+                 : FLASHMLA_WGMMA_D128                                                           \
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(kTransB));       \
-  }
-#define FLASHMLA_WGMMA_M64N256K16_RS(NAME, TYPE)                                                  \
-  template <int kTransB>                                                                          \
-  __device__ __forceinline__ void NAME(float(&d)[128], const uint32_t(&a)[4], uint64_t desc_b) {  \
-    asm volatile(                                                                                 \
-        "wgmma.mma_async.sync.aligned.m64n256k16.f32." TYPE "." TYPE                              \
-        " {"                                                                                      \
-        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, "   \
-        "%19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, "   \
-        "%36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, "   \
-        "%53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, "   \
-        "%70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, "   \
-        "%87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, "     \
-        "%103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, "    \
-        "%117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"                        \
-        "}, {%128, %129, %130, %131}, %132, 1, 1, 1, %133;\n"                                     \
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),     \
-          "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), \
-          "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]),           \
-          "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]),           \
-          "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),           \
-          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]),           \
-          "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]),           \
-          "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]),           \
-          "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),           \
-          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]),           \
-          "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]),           \
-          "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]),           \
-          "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),           \
-          "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]),           \
-          "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]),           \
-          "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]),           \
-          "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),       \
-          "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]),     \
-          "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]),     \
-          "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]),     \
-          "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])      \
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(kTransB));                 \
   }
 
 FLASHMLA_WGMMA_M64N64K16_SS(mma_m64n64k16_ss_bf16, "bf16")
@@ -195,6 +133,13 @@ FLASHMLA_WGMMA_M64N256K16_RS(mma_m64n256k16_rs_f16, "f16")
 #undef FLASHMLA_WGMMA_M64N64K16_SS
 #undef FLASHMLA_WGMMA_M64N64K16_RS
 #undef FLASHMLA_WGMMA_M64N256K16_RS
+#undef FLASHMLA_WGMMA_D4
+#undef FLASHMLA_WGMMA_D16
+#undef FLASHMLA_WGMMA_D32
+#undef FLASHMLA_WGMMA_D128
+#undef FLASHMLA_WGMMA_R16
+#undef FLASHMLA_WGMMA_R32
+#undef FLASHMLA_WGMMA_R128
 
 // Element-type dispatch.
 template <typename Elem>
