@@ -298,23 +298,19 @@ __device__ __forceinline__ void finish_piece(uint8_t* smem, const DecodeKernelAr
         const int gr = row0 + r;
         if (gr >= a.rows) continue;
         const float inv = row_val[r];
+        auto store_row = [&](auto* out) {
+#pragma unroll
+          for (int nt = 0; nt < 8; ++nt) {
+            const int col = warp * 64 + nt * 8 + 2 * t4;
+            const float x0 = o[mt][nt][2 * half] * inv, x1 = o[mt][nt][2 * half + 1] * inv;
+            store_pair(out, col, a.dv, x0, x1);
+          }
+        };
         if (write_final) {
-          Elem* out = static_cast<Elem*>(a.out) + src.batch * a.out_batch_stride +
-                      token_of(gr) * a.out_seq_stride + head_of(gr) * a.out_head_stride;
-#pragma unroll
-          for (int nt = 0; nt < 8; ++nt) {
-            const int col = warp * 64 + nt * 8 + 2 * t4;
-            const float x0 = o[mt][nt][2 * half] * inv, x1 = o[mt][nt][2 * half + 1] * inv;
-            store_pair(out, col, a.dv, x0, x1);
-          }
+          store_row(static_cast<Elem*>(a.out) + src.batch * a.out_batch_stride +
+                    token_of(gr) * a.out_seq_stride + head_of(gr) * a.out_head_stride);
         } else {
-          float* out = a.schedule.partial_out + partial_row(gr) * a.dv;
-#pragma unroll
-          for (int nt = 0; nt < 8; ++nt) {
-            const int col = warp * 64 + nt * 8 + 2 * t4;
-            const float x0 = o[mt][nt][2 * half] * inv, x1 = o[mt][nt][2 * half + 1] * inv;
-            store_pair(out, col, a.dv, x0, x1);
-          }
+          store_row(a.schedule.partial_out + partial_row(gr) * a.dv);
         }
       }
     }

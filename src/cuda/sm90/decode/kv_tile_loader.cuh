@@ -16,6 +16,7 @@
 #include <cuda_fp8.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/sm90/decode/decode_args.h"
 #include "cuda/sm90/decode/ptx.cuh"
@@ -117,7 +118,6 @@ struct KVRowIds {
 // of each index list.
 struct PieceSource {
   int batch;
-  int s;  // unused; kept until the next GPU run so the verified kernel binaries stay identical
   const int32_t* table;    // dense: the batch entry's block-table row
   const int32_t* list[2];  // sparse: the token's index lists
   int count[2];            // sparse: slots that count in each list
@@ -397,8 +397,15 @@ __device__ __forceinline__ void issue_fp8_tile(uint8_t* smem, uint32_t staging_o
   }
 }
 
-// 16 e4m3 values times `scale` -> 16 bf16 values (two 16-byte chunks).
-__device__ __forceinline__ void dequant_16(const uint4& in, float scale, uint4& lo, uint4& hi) {
+// 16 e4m3 values times the group's scale -> 16 bf16 values (two 16-byte chunks).
+// kBf16Scale: the scale is exact in bf16 (FlashMLA's power-of-two scales always are), so a pair is
+// widened to bf16 exactly and multiplied by `scale2` in one bf16x2 instruction: the product of a
+// 4-bit fp8 significand and an 8-bit scale is exact in fp32, so rounding it once to bf16 gives the
+// same bits as the fp32 path, at 5 instead of 6 instructions per pair. Otherwise each value is
+// scaled in fp32 and rounded to bf16.
+template <bool kBf16Scale>
+__device__ __forceinline__ void dequant_16(const uint4& in, float scale, __nv_bfloat162 scale2,
+                                           uint4& lo, uint4& hi) {
   const uint32_t words[4] = {in.x, in.y, in.z, in.w};
   uint32_t out[8];
 #pragma unroll
@@ -408,7 +415,12 @@ __device__ __forceinline__ void dequant_16(const uint4& in, float scale, uint4& 
       const __half2_raw pair = __nv_cvt_fp8x2_to_halfraw2(
           static_cast<__nv_fp8x2_storage_t>(words[i] >> (16 * h)), __NV_E4M3);
       const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&pair));
-      out[2 * i + h] = ptx::pack2<__nv_bfloat16>(f.x * scale, f.y * scale);
+      if constexpr (kBf16Scale) {
+        const __nv_bfloat162 scaled = __hmul2(__floats2bfloat162_rn(f.x, f.y), scale2);
+        out[2 * i + h] = *reinterpret_cast<const uint32_t*>(&scaled);
+      } else {
+        out[2 * i + h] = ptx::pack2<__nv_bfloat16>(f.x * scale, f.y * scale);
+      }
     }
   }
   lo = make_uint4(out[0], out[1], out[2], out[3]);
@@ -427,15 +439,23 @@ __device__ __forceinline__ void convert_fp8_tile(uint8_t* smem, uint32_t staging
   const int group = threadIdx.x / Cfg::kTileN;
   const uint8_t* row = smem + staging_offset + r * kFP8RowBytes;
   const float scale = reinterpret_cast<const float*>(row + kFP8ScaleOffset)[group];
+  const __nv_bfloat162 scale2 = __float2bfloat162_rn(scale);
+  auto convert_group = [&](auto bf16_scale) {
 #pragma unroll
-  for (int i = 0; i < 8; ++i) {  // 8 x 16 values = this group's 128
-    const uint4 in = *reinterpret_cast<const uint4*>(row + group * 128 + i * 16);
-    uint4 lo, hi;
-    dequant_16(in, scale, lo, hi);
-    const int chunk = group * 16 + 2 * i;  // 8 bf16 values per chunk
-    *reinterpret_cast<uint4*>(smem + tile_offset + tile_chunk_offset<Cfg::kTileN>(r, chunk)) = lo;
-    *reinterpret_cast<uint4*>(smem + tile_offset + tile_chunk_offset<Cfg::kTileN>(r, chunk + 1)) =
-        hi;
+    for (int i = 0; i < 8; ++i) {  // 8 x 16 values = this group's 128
+      const uint4 in = *reinterpret_cast<const uint4*>(row + group * 128 + i * 16);
+      uint4 lo, hi;
+      dequant_16<decltype(bf16_scale)::value>(in, scale, scale2, lo, hi);
+      const int chunk = group * 16 + 2 * i;  // 8 bf16 values per chunk
+      *reinterpret_cast<uint4*>(smem + tile_offset + tile_chunk_offset<Cfg::kTileN>(r, chunk)) = lo;
+      *reinterpret_cast<uint4*>(smem + tile_offset + tile_chunk_offset<Cfg::kTileN>(r, chunk + 1)) =
+          hi;
+    }
+  };
+  if ((__float_as_uint(scale) & 0xffffu) == 0) {
+    convert_group(std::true_type{});
+  } else {
+    convert_group(std::false_type{});
   }
 #pragma unroll
   for (int i = 0; i < 2; ++i) {  // rope: 64 bf16 values = 8 chunks, 2 per thread, copied as is
