@@ -111,6 +111,9 @@ struct DecodeConfig {
   static constexpr int kOffBar = (kOffValid + kValidSlots * kTileN + 7) / 8 * 8;
   static constexpr int kSmemBytes = kOffBar + (kFP8 ? kStages * 8 : 0);
   static_assert(kSmemBytes <= 227 * 1024, "exceeds the 227 KB a Hopper CTA may use");
+  // Two CTAs share an SM when both fit its 228 KB (1 KB of it reserved per CTA); the launch
+  // bounds then cap registers at 128 per thread.
+  static constexpr int kMinBlocks = kSmemBytes <= 113 * 1024 ? 2 : 1;
   static_assert(kTileN == 32 || kTileN == 64, "P tile swizzle handles 64- and 128-byte rows");
   static_assert(!(kWgmma && kQInRegs), "wgmma reads Q from shared memory");
   static_assert(!kPingPong || (kWgmma && !kFP8 && kStages == 2),
@@ -121,7 +124,7 @@ struct DecodeConfig {
       kQRegBlock ? kOffQ + (kColBlocks - 1) * kRows * 128 : kOffP + kPTileBytes;
   static_assert(!kPingPong || (kOffP1 % 1024 == 0 && kPTileBytes == 8192),
                 "P tiles are 1024-byte aligned 64 x 64 swizzled tiles");
-  static_assert(!kFP8 || (kD == 576 && kTileN == 64), "FP8 rows hold d = 576 values");
+  static_assert(!kFP8 || kD == 576, "FP8 rows hold d = 576 values");
   static_assert(!kFP8 || kOffStaging % 16 == 0, "bulk copies land on 16-byte boundaries");
   static_assert(!kWgmma || (kRows == 64 && kTileN == 64 && kSWarpsM == 4 && kSWarpsN == 2 &&
                             kSNTiles == 4 && kD / 64 >= 8),
@@ -711,7 +714,7 @@ __device__ __forceinline__ void decode_piece_pingpong(uint8_t* smem, const Decod
                                                       int split_index, bool write_final);
 
 template <class Cfg>
-__global__ void __launch_bounds__(Cfg::kThreads, 1)
+__global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     decode_kernel(const __grid_constant__ DecodeKernelArgs a) {
   extern __shared__ __align__(1024) uint8_t smem[];
   // Let the combine kernel (a programmatic dependent launch) be scheduled early; it still waits

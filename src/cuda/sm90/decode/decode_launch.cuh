@@ -50,6 +50,11 @@ struct DecodeConfigs {
   // frees the 144 registers Q fragments take for the conversion's loads in flight. Measured on
   // the H200 at f0baf9b: slower (h_q = 16 sparse b128 251 vs 226 us, dense FP8 b128 456 vs 385).
   using Rows16QInSmem = DecodeConfig<Elem, kD, 16, 64, 3, false, false, kFP8, kSparse>;
+  // FP8 rows, A/B draft (FLASHMLA_FP8_ROWS16=2cta): 32-token tiles, Q from shared memory and two
+  // staging buffers, about 99 KB, so that two CTAs share an SM (128 registers per thread) and one
+  // CTA's barrier-separated phases overlap the other's. Run with twice the workers
+  // (`flashmla bench --num-workers 264` on the H200) until the planner knows the occupancy.
+  using Rows16TwoPerSM = DecodeConfig<Elem, kD, 16, 32, 2, false, false, kFP8, kSparse>;
   using Rows32 = DecodeConfig<Elem, kD, 32, 64, 2, false, false, kFP8, kSparse>;
   using Rows64 =
       DecodeConfig<Elem, kD, 64, 64, kFP8 ? 1 : 2, /*kWgmma=*/true, false, kFP8, kSparse>;
@@ -70,6 +75,12 @@ inline bool fp8_rows16_q_in_smem() {
   return smem;
 }
 
+// FLASHMLA_FP8_ROWS16=2cta: the FP8 16-row tiles run two CTAs per SM (read once).
+inline bool fp8_rows16_two_per_sm() {
+  static const bool two = env_equals("FLASHMLA_FP8_ROWS16", "2cta");
+  return two;
+}
+
 // Runs the configuration for `tile_rows` (16, 32 or 64 rows per tile).
 template <typename Elem, int kD, bool kFP8, bool kSparse>
 void launch_decode_for_rows(const DecodeKernelArgs& a, int tile_rows, cudaStream_t stream) {
@@ -78,6 +89,11 @@ void launch_decode_for_rows(const DecodeKernelArgs& a, int tile_rows, cudaStream
     if constexpr (kFP8) {
       if (fp8_rows16_q_in_smem()) {
         launch_decode<typename Configs::Rows16QInSmem>(a, stream);
+        return;
+      }
+      if (fp8_rows16_two_per_sm()) {
+        static_assert(Configs::Rows16TwoPerSM::kMinBlocks == 2, "two CTAs per SM");
+        launch_decode<typename Configs::Rows16TwoPerSM>(a, stream);
         return;
       }
     }

@@ -427,39 +427,44 @@ __device__ __forceinline__ void dequant_16(const uint4& in, float scale, __nv_bf
   hi = make_uint4(out[4], out[5], out[6], out[7]);
 }
 
-// FP8 staging buffer (kTileN rows of 656 bytes) -> swizzled bf16 operand tile. Thread
-// (row = tid % kTileN, group = tid / kTileN) converts one 128-value scale group of one row and a
-// quarter of its rope values; 8 consecutive rows per quarter-warp keep the 16-byte shared loads
-// and stores free of bank conflicts.
+// FP8 staging buffer (kTileN rows of 656 bytes) -> swizzled bf16 operand tile. kThreads / kTileN
+// threads share a row (4 for 64-token tiles, 8 for 32): thread (row = tid % kTileN, part = tid /
+// kTileN) converts 512 / kPerRow consecutive latent values (within one 128-value scale group) and
+// 8 / kPerRow of the row's 16-byte rope chunks. 8 consecutive rows per quarter-warp keep the
+// 16-byte shared loads and stores free of bank conflicts.
 template <class Cfg>
 __device__ __forceinline__ void convert_fp8_tile(uint8_t* smem, uint32_t staging_offset,
                                                  uint32_t tile_offset) {
-  static_assert(Cfg::kThreads == 4 * Cfg::kTileN && Cfg::kD == 576, "one thread per scale group");
+  constexpr int kPerRow = Cfg::kThreads / Cfg::kTileN;
+  static_assert(
+      Cfg::kThreads == kPerRow * Cfg::kTileN && (kPerRow == 4 || kPerRow == 8) && Cfg::kD == 576,
+      "4 or 8 threads per row");
+  constexpr int kValues = 512 / kPerRow;  // latent values per thread: 128 or 64
   const int r = threadIdx.x % Cfg::kTileN;
-  const int group = threadIdx.x / Cfg::kTileN;
+  const int part = threadIdx.x / Cfg::kTileN;
   const uint8_t* row = smem + staging_offset + r * kFP8RowBytes;
-  const float scale = reinterpret_cast<const float*>(row + kFP8ScaleOffset)[group];
+  const float scale = reinterpret_cast<const float*>(row + kFP8ScaleOffset)[part * kValues / 128];
   const __nv_bfloat162 scale2 = __float2bfloat162_rn(scale);
-  auto convert_group = [&](auto bf16_scale) {
+  auto convert_part = [&](auto bf16_scale) {
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {  // 8 x 16 values = this group's 128
-      const uint4 in = *reinterpret_cast<const uint4*>(row + group * 128 + i * 16);
+    for (int i = 0; i < kValues / 16; ++i) {  // 16 values per step
+      const uint4 in = *reinterpret_cast<const uint4*>(row + part * kValues + i * 16);
       uint4 lo, hi;
       dequant_16<decltype(bf16_scale)::value>(in, scale, scale2, lo, hi);
-      const int chunk = group * 16 + 2 * i;  // 8 bf16 values per chunk
+      const int chunk = part * kValues / 8 + 2 * i;  // 8 bf16 values per chunk
       *reinterpret_cast<uint4*>(smem + tile_offset + tile_chunk_offset<Cfg::kTileN>(r, chunk)) = lo;
       *reinterpret_cast<uint4*>(smem + tile_offset + tile_chunk_offset<Cfg::kTileN>(r, chunk + 1)) =
           hi;
     }
   };
   if ((__float_as_uint(scale) & 0xffffu) == 0) {
-    convert_group(std::true_type{});
+    convert_part(std::true_type{});
   } else {
-    convert_group(std::false_type{});
+    convert_part(std::false_type{});
   }
 #pragma unroll
-  for (int i = 0; i < 2; ++i) {  // rope: 64 bf16 values = 8 chunks, 2 per thread, copied as is
-    const int rope_chunk = group * 2 + i;
+  for (int i = 0; i < 8 / kPerRow; ++i) {  // rope: 64 bf16 values = 8 chunks, copied as is
+    const int rope_chunk = part * (8 / kPerRow) + i;
     const uint4 v = *reinterpret_cast<const uint4*>(row + kFP8RopeOffset + rope_chunk * 16);
     *reinterpret_cast<uint4*>(smem + tile_offset +
                               tile_chunk_offset<Cfg::kTileN>(r, 64 + rope_chunk)) = v;
