@@ -71,7 +71,8 @@ DecodePlan::DecodePlan(const DecodeShape& shape, Device device, int head_dim_v, 
   const bool sparse = shape.topk > 0;
   DecodeShape schedule_shape = shape;
   if (sparse) {
-    schedule_shape = {shape.batch_size * shape.s_q, 1, shape.h_q, 1, shape.page_block_size};
+    schedule_shape = {shape.batch_size * shape.s_q, 1,         shape.h_q, 1,
+                      shape.page_block_size,        shape.topk};
   }
   st.plan_sequences = schedule_shape.batch_size;
   st.rows_per_sequence = shape.h_q * schedule_shape.s_q;

@@ -28,8 +28,8 @@ void launch_decode(const DecodeKernelArgs& a, cudaStream_t stream) {
   FLASHMLA_CUDA_CHECK_LAUNCH("decode_kernel");
 }
 
-// The configurations used for each query-row tile size (see tile_shape.h); all stream the KV
-// rows in 64-token tiles:
+// The configurations used for each query-row tile size (see tile_shape.h); all but the sparse
+// 16-row one stream the KV rows in 64-token tiles:
 //   16 rows (memory-bound, e.g. h_q / h_kv = 16, s_q = 1): Q fragments held in registers;
 //   32 rows: Q from shared memory (in registers it spills, and measured slower);
 //   64 rows (compute-bound): tensor work on wgmma (the 72 KB Q tile leaves room for two stages).
@@ -50,10 +50,12 @@ struct DecodeConfigs {
   // frees the 144 registers Q fragments take for the conversion's loads in flight. Measured on
   // the H200 at f0baf9b: slower (h_q = 16 sparse b128 251 vs 226 us, dense FP8 b128 456 vs 385).
   using Rows16QInSmem = DecodeConfig<Elem, kD, 16, 64, 3, false, false, kFP8, kSparse>;
-  // FP8 rows, A/B draft (FLASHMLA_FP8_ROWS16=2cta): 32-token tiles, Q from shared memory and two
-  // staging buffers, about 99 KB, so that two CTAs share an SM (128 registers per thread) and one
-  // CTA's barrier-separated phases overlap the other's. Run with twice the workers
-  // (`flashmla bench --num-workers 264` on the H200) until the planner knows the occupancy.
+  // Sparse 16-row tiles, two CTAs per SM (the planner, schedule_config, doubles their workers):
+  // 32-token tiles, Q from shared memory and two stages (FP8: staging buffers), at most 113 KB,
+  // so that two CTAs share an SM (128 registers per thread) and one CTA's barrier-separated
+  // phases overlap the other's. Measured on the H200 (FP8) against Rows16 at one CTA per SM:
+  // sparse h_q = 16 b128 196 vs 224 us; dense FP8 h_q = 16 386 vs 385 us (b128) and 106 vs 104
+  // (b64), so dense plans keep Rows16.
   using Rows16TwoPerSM = DecodeConfig<Elem, kD, 16, 32, 2, false, false, kFP8, kSparse>;
   using Rows32 = DecodeConfig<Elem, kD, 32, 64, 2, false, false, kFP8, kSparse>;
   using Rows64 =
@@ -75,29 +77,23 @@ inline bool fp8_rows16_q_in_smem() {
   return smem;
 }
 
-// FLASHMLA_FP8_ROWS16=2cta: the FP8 16-row tiles run two CTAs per SM (read once).
-inline bool fp8_rows16_two_per_sm() {
-  static const bool two = env_equals("FLASHMLA_FP8_ROWS16", "2cta");
-  return two;
-}
-
 // Runs the configuration for `tile_rows` (16, 32 or 64 rows per tile).
 template <typename Elem, int kD, bool kFP8, bool kSparse>
 void launch_decode_for_rows(const DecodeKernelArgs& a, int tile_rows, cudaStream_t stream) {
   using Configs = DecodeConfigs<Elem, kD, kFP8, kSparse>;
   if (tile_rows == 16) {
-    if constexpr (kFP8) {
+    if constexpr (kFP8 && !kSparse) {
       if (fp8_rows16_q_in_smem()) {
         launch_decode<typename Configs::Rows16QInSmem>(a, stream);
         return;
       }
-      if (fp8_rows16_two_per_sm()) {
-        static_assert(Configs::Rows16TwoPerSM::kMinBlocks == 2, "two CTAs per SM");
-        launch_decode<typename Configs::Rows16TwoPerSM>(a, stream);
-        return;
-      }
     }
-    launch_decode<typename Configs::Rows16>(a, stream);
+    if constexpr (kSparse) {
+      static_assert(Configs::Rows16TwoPerSM::kMinBlocks == 2, "the planner assumes two per SM");
+      launch_decode<typename Configs::Rows16TwoPerSM>(a, stream);
+    } else {
+      launch_decode<typename Configs::Rows16>(a, stream);
+    }
   } else if (tile_rows == 32) {
     launch_decode<typename Configs::Rows32>(a, stream);
   } else if constexpr (kFP8) {

@@ -444,7 +444,7 @@ __device__ __forceinline__ void convert_fp8_tile(uint8_t* smem, uint32_t staging
   const int part = threadIdx.x / Cfg::kTileN;
   const uint8_t* row = smem + staging_offset + r * kFP8RowBytes;
   const float scale = reinterpret_cast<const float*>(row + kFP8ScaleOffset)[part * kValues / 128];
-  const __nv_bfloat162 scale2 = __float2bfloat162_rn(scale);
+  const __nv_bfloat162 scale2 = __float2bfloat162_rn(scale);  // used only if exact
   auto convert_part = [&](auto bf16_scale) {
 #pragma unroll
     for (int i = 0; i < kValues / 16; ++i) {  // 16 values per step
@@ -457,7 +457,7 @@ __device__ __forceinline__ void convert_fp8_tile(uint8_t* smem, uint32_t staging
           hi;
     }
   };
-  if ((__float_as_uint(scale) & 0xffffu) == 0) {
+  if (Cfg::kBf16ScaleMultiply && (__float_as_uint(scale) & 0xffffu) == 0) {
     convert_part(std::true_type{});
   } else {
     convert_part(std::false_type{});
