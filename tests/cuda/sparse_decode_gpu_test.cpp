@@ -474,7 +474,7 @@ TEST(CudaSparseDecode, StridedViews) {
 }
 
 // Small cases over the main code paths (bf16 and FP8 caches, extra cache, lengths, sinks, an
-// all-invalid query, split and combined slots, a 64-head tile): cheap enough for
+// all-invalid query, split and combined slots, 16-, 32- and 64-head tiles): cheap enough for
 // compute-sanitizer's memcheck and racecheck.
 TEST(CudaSparseDecode, SanitizerSmall) {
   FLASHMLA_REQUIRE_GPU();
@@ -488,6 +488,8 @@ TEST(CudaSparseDecode, SanitizerSmall) {
     c.with_extra_topk_length = true;
     c.with_sink = true;
     run_sparse_case(group, c, Call::kPlan, /*num_workers=*/3);
+    c.h_q = 32;  // the 32-row tile
+    run_sparse_case(group, c, Call::kConvenience);
   }
   // 64 query rows: FP8 (serial loop, one tile) and bf16 (ping-pong loop, three tiles).
   for (bool fp8 : {true, false}) {

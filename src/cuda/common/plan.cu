@@ -29,8 +29,8 @@ ScheduleConfig schedule_config(const DecodeShape& shape, int device) {
   const int rows = decode_rows(shape.s_q, q_per_kv);
   const int tile_rows = decode_tile_rows(rows);
   const int ctas_per_worker = std::max(shape.h_kv, 1) * decode_row_tiles(rows);
-  // Sparse 16-row tiles run two CTAs per SM (decode_launch.cuh, Rows16TwoPerSM).
-  const int ctas_per_sm = shape.topk > 0 && tile_rows == 16 ? 2 : 1;
+  // Sparse 16- and 32-row tiles run two CTAs per SM (decode_launch.cuh, Rows*TwoPerSM).
+  const int ctas_per_sm = shape.topk > 0 && tile_rows <= 32 ? 2 : 1;
   // One wave: every worker's CTAs (one per KV head and row tile) together fill the SMs once.
   const int workers = std::max(1, sm_count(device) * ctas_per_sm / ctas_per_worker);
   // A piece costs its KV units plus a fixed part: loading Q (kRows x d), writing the fp32

@@ -58,6 +58,8 @@ struct DecodeConfigs {
   // (b64), so dense plans keep Rows16.
   using Rows16TwoPerSM = DecodeConfig<Elem, kD, 16, 32, 2, false, false, kFP8, kSparse>;
   using Rows32 = DecodeConfig<Elem, kD, 32, 64, 2, false, false, kFP8, kSparse>;
+  // Sparse 32-row tiles, two CTAs per SM: 32-token tiles; FP8 has room for one staging buffer.
+  using Rows32TwoPerSM = DecodeConfig<Elem, kD, 32, 32, kFP8 ? 1 : 2, false, false, kFP8, kSparse>;
   using Rows64 =
       DecodeConfig<Elem, kD, 64, 64, kFP8 ? 1 : 2, /*kWgmma=*/true, false, kFP8, kSparse>;
   using Rows64PingPong =
@@ -95,7 +97,12 @@ void launch_decode_for_rows(const DecodeKernelArgs& a, int tile_rows, cudaStream
       launch_decode<typename Configs::Rows16>(a, stream);
     }
   } else if (tile_rows == 32) {
-    launch_decode<typename Configs::Rows32>(a, stream);
+    if constexpr (kSparse) {
+      static_assert(Configs::Rows32TwoPerSM::kMinBlocks == 2, "the planner assumes two per SM");
+      launch_decode<typename Configs::Rows32TwoPerSM>(a, stream);
+    } else {
+      launch_decode<typename Configs::Rows32>(a, stream);
+    }
   } else if constexpr (kFP8) {
     launch_decode<typename Configs::Rows64>(a, stream);
   } else {
