@@ -35,7 +35,8 @@ struct PlanState;
 // it to every layer's decode call: per-layer calls neither allocate nor synchronize. The split
 // workspace belongs to the plan: calls that may run concurrently need plans of their own.
 // `num_workers` overrides the backend's parallelism (0: the backend's choice; on CUDA one worker
-// is one CTA per KV head and query-row tile), for tuning and tests.
+// is one CTA per KV head and query-row tile; a sparse plan of 16 or 32 rows per KV head given
+// more workers than one wave of the SMs runs two CTAs per SM), for tuning and tests.
 // A sparse plan (shape.topk > 0) splits every query's index slots; its schedule depends on the
 // shape alone, so it is planned when constructed and needs no update().
 class DecodePlan {

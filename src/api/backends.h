@@ -13,6 +13,9 @@ struct ScheduleConfig {
   int num_workers;  // parallel work units per KV head and query-row tile
   int block_n;      // tokens per schedule unit
   int fixed_cost;   // per-piece overhead, in units
+  // CUDA: decode CTAs per SM the plan is made for (1 or 2); the launcher runs the kernel
+  // configuration built for that occupancy.
+  int ctas_per_sm = 1;
 };
 
 namespace cpu {
@@ -40,7 +43,8 @@ class DeviceGuard {
 
 bool available();
 int current_device();
-ScheduleConfig schedule_config(const DecodeShape& shape, int device);
+// num_workers: the caller's override (0: choose).
+ScheduleConfig schedule_config(const DecodeShape& shape, int device, int num_workers);
 void* device_alloc(size_t bytes, int device);  // throws Error(kRuntime) on failure
 void device_free(void* ptr, int device) noexcept;
 // Synchronous host-to-device copy (plan construction only, never on a per-call path).

@@ -77,21 +77,22 @@ DecodePlan::DecodePlan(const DecodeShape& shape, Device device, int head_dim_v, 
   st.plan_sequences = schedule_shape.batch_size;
   st.rows_per_sequence = shape.h_q * schedule_shape.s_q;
 
+  if (num_workers < 0) fail_value("num_workers", "must be >= 0 (0: the backend's choice)");
   detail::ScheduleConfig config{};
   if (!device.is_cuda()) {
     config = detail::cpu::schedule_config(schedule_shape);
   } else {
 #if defined(FLASHMLA_WITH_CUDA)
-    config = detail::cuda::schedule_config(schedule_shape, device.index);
+    config = detail::cuda::schedule_config(schedule_shape, device.index, num_workers);
 #else
     throw Error(ErrorKind::kNotSupported, "plan",
                 "this build of flashmla has no CUDA backend (configure with FLASHMLA_CUDA=ON)");
 #endif
   }
-  if (num_workers < 0) fail_value("num_workers", "must be >= 0 (0: the backend's choice)");
   st.num_workers = std::max(1, num_workers > 0 ? num_workers : config.num_workers);
   st.block_n = config.block_n;
   st.fixed_cost = config.fixed_cost;
+  st.ctas_per_sm = config.ctas_per_sm;
   st.max_splits = st.plan_sequences + st.num_workers;
 
   const size_t schedule_ints = static_cast<size_t>(st.num_workers) * detail::kScheduleStride;

@@ -22,6 +22,7 @@ struct ScheduleView {
   float* partial_out = nullptr;              // [max_splits, rows per sequence, dv]
   float* partial_lse = nullptr;              // [max_splits, rows per sequence]
   int max_splits = 0;                        // plan sequences + num_workers
+  int ctas_per_sm = 1;                       // CUDA: occupancy the plan is made for
 };
 
 // A cache as the kernels see it. Strides are in elements of the stored type (bytes for FP8).

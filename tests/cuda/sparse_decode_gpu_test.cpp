@@ -252,7 +252,10 @@ TEST(CudaSparseDecode, HeadsSweep) {
         // Bound the CPU oracle's work and the host-side data generation.
         while (static_cast<double>(b) * s_q * h_q * topk > 4e6 && b > 1) b /= 2;
         const SparseCase c = random_case(rng, b, s_q, h_q, topk, fp8, pick(rng, {64, 16}));
-        run_sparse_case(group, c, n++ % 2 ? Call::kConvenience : Call::kPlan);
+        // Every other plan call asks for 300 workers: past one wave of the SMs, which takes
+        // 16- and 32-row tiles to their two-CTA-per-SM configuration.
+        const Call call = n % 2 ? Call::kConvenience : Call::kPlan;
+        run_sparse_case(group, c, call, n++ % 4 == 2 ? 300 : 0);
       }
     }
   }
@@ -488,8 +491,11 @@ TEST(CudaSparseDecode, SanitizerSmall) {
     c.with_extra_topk_length = true;
     c.with_sink = true;
     run_sparse_case(group, c, Call::kPlan, /*num_workers=*/3);
-    c.h_q = 32;  // the 32-row tile
+    // 16- and 32-row tiles at two CTAs per SM (300 workers: past one wave).
+    run_sparse_case(group, c, Call::kPlan, /*num_workers=*/300);
+    c.h_q = 32;
     run_sparse_case(group, c, Call::kConvenience);
+    run_sparse_case(group, c, Call::kPlan, /*num_workers=*/300);
   }
   // 64 query rows: FP8 (serial loop, one tile) and bf16 (ping-pong loop, three tiles).
   for (bool fp8 : {true, false}) {

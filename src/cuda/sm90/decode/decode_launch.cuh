@@ -50,7 +50,8 @@ struct DecodeConfigs {
   // frees the 144 registers Q fragments take for the conversion's loads in flight. Measured on
   // the H200 at f0baf9b: slower (h_q = 16 sparse b128 251 vs 226 us, dense FP8 b128 456 vs 385).
   using Rows16QInSmem = DecodeConfig<Elem, kD, 16, 64, 3, false, false, kFP8, kSparse>;
-  // Sparse 16-row tiles, two CTAs per SM (the planner, schedule_config, doubles their workers):
+  // Sparse 16-row tiles in plans made for two CTAs per SM (ScheduleView::ctas_per_sm, chosen by
+  // schedule_config for plans with plenty of work):
   // 32-token tiles, Q from shared memory and two stages (FP8: staging buffers), at most 113 KB,
   // so that two CTAs share an SM (128 registers per thread) and one CTA's barrier-separated
   // phases overlap the other's. Measured on the H200 (FP8) against Rows16 at one CTA per SM:
@@ -91,18 +92,22 @@ void launch_decode_for_rows(const DecodeKernelArgs& a, int tile_rows, cudaStream
       }
     }
     if constexpr (kSparse) {
-      static_assert(Configs::Rows16TwoPerSM::kMinBlocks == 2, "the planner assumes two per SM");
-      launch_decode<typename Configs::Rows16TwoPerSM>(a, stream);
-    } else {
-      launch_decode<typename Configs::Rows16>(a, stream);
+      if (a.schedule.ctas_per_sm == 2) {
+        static_assert(Configs::Rows16TwoPerSM::kMinBlocks == 2, "two CTAs per SM");
+        launch_decode<typename Configs::Rows16TwoPerSM>(a, stream);
+        return;
+      }
     }
+    launch_decode<typename Configs::Rows16>(a, stream);
   } else if (tile_rows == 32) {
     if constexpr (kSparse) {
-      static_assert(Configs::Rows32TwoPerSM::kMinBlocks == 2, "the planner assumes two per SM");
-      launch_decode<typename Configs::Rows32TwoPerSM>(a, stream);
-    } else {
-      launch_decode<typename Configs::Rows32>(a, stream);
+      if (a.schedule.ctas_per_sm == 2) {
+        static_assert(Configs::Rows32TwoPerSM::kMinBlocks == 2, "two CTAs per SM");
+        launch_decode<typename Configs::Rows32TwoPerSM>(a, stream);
+        return;
+      }
     }
+    launch_decode<typename Configs::Rows32>(a, stream);
   } else if constexpr (kFP8) {
     launch_decode<typename Configs::Rows64>(a, stream);
   } else {
