@@ -50,8 +50,11 @@ ScheduleConfig schedule_config(const DecodeShape& shape, int device, int num_wor
   const int workers = std::max(1, sms * ctas_per_sm / ctas_per_worker);
   // A piece costs its KV units plus a fixed part: loading Q (kRows x d), writing the fp32
   // partial output and the combine pass reading it back. For 64-row tiles that is about two
-  // 64-token KV tiles' worth of traffic, for smaller tiles about one.
-  const int fixed_cost = tile_rows == 64 ? 2 : 1;
+  // 64-token KV tiles' worth of traffic, for smaller tiles about one. Sparse queries all have
+  // the same number of slots, so the fixed part only shifts where cuts fall; measured on the
+  // H200 (FLASHMLA_FIXED_COST experiment, b = 2): 0 is best there (h_q = 128 30.8 -> 29.4 us,
+  // h_q = 16/32 within 1%), while dense b = 8 h_q = 128 wants 2 (63.6 us; 0: 67.8).
+  const int fixed_cost = shape.topk > 0 ? 0 : tile_rows == 64 ? 2 : 1;
   return {workers, kDecodeBlockN, fixed_cost, ctas_per_sm};
 }
 
