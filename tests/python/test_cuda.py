@@ -4,6 +4,11 @@ build that has no CUDA backend."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -173,14 +178,19 @@ def test_torch_compile_inductor(rng):
 
 
 def test_host_overhead_below_10us():
-    import bench_overhead
-
-    # Best of three: host timing only gains noise (the H200 machine measured 5.6 to 12 us for the
-    # same build from one process to the next), so the fastest run is the one to judge.
-    results = [bench_overhead.measure_cuda(iters=2000) for _ in range(3)]
-    best = min(results, key=lambda r: r["decoder_prealloc_overhead_us"])
-    print(results)
-    assert best["decoder_prealloc_overhead_us"] < 10.0, results
+    # Measured in fresh interpreters (tests/python/bench_overhead.py --json), best of three. In
+    # this pytest process, after the torch.compile tests, the same host code measured 13.0-13.2 us
+    # three times in a row while the script, run right after, measured 6.1 us (H200 machine,
+    # 433be59): interpreter state that is not flashmla's dominated the in-process number.
+    script = Path(__file__).with_name("bench_overhead.py")
+    results = []
+    for _ in range(3):
+        run = subprocess.run([sys.executable, str(script), "--json", "--iters", "2000"],
+                             capture_output=True, text=True, timeout=120, check=False)
+        assert run.returncode == 0, run.stderr
+        results.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    best = min(r["decoder_prealloc_overhead_us"] for r in results)
+    assert best < 10.0, results
 
 
 # ---- Token-sparse decode ----------------------------------------------------------------------
