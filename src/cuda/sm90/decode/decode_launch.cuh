@@ -29,7 +29,7 @@ void launch_decode(const DecodeKernelArgs& a, cudaStream_t stream) {
 }
 
 // The configurations used for each query-row tile size (see tile_shape.h); all but the sparse
-// 16-row one stream the KV rows in 64-token tiles:
+// two-CTA-per-SM ones (Rows*TwoPerSM, 32 tokens) stream the KV rows in 64-token tiles:
 //   16 rows (memory-bound, e.g. h_q / h_kv = 16, s_q = 1): Q fragments held in registers;
 //   32 rows: Q from shared memory (in registers it spills, and measured slower);
 //   64 rows (compute-bound): tensor work on wgmma (the 72 KB Q tile leaves room for two stages).
@@ -51,12 +51,11 @@ struct DecodeConfigs {
   // the H200 at f0baf9b: slower (h_q = 16 sparse b128 251 vs 226 us, dense FP8 b128 456 vs 385).
   using Rows16QInSmem = DecodeConfig<Elem, kD, 16, 64, 3, false, false, kFP8, kSparse>;
   // Sparse 16-row tiles in plans made for two CTAs per SM (ScheduleView::ctas_per_sm, chosen by
-  // schedule_config for plans with plenty of work):
-  // 32-token tiles, Q from shared memory and two stages (FP8: staging buffers), at most 113 KB,
-  // so that two CTAs share an SM (128 registers per thread) and one CTA's barrier-separated
-  // phases overlap the other's. Measured on the H200 (FP8) against Rows16 at one CTA per SM:
-  // sparse h_q = 16 b128 196 vs 224 us; dense FP8 h_q = 16 386 vs 385 us (b128) and 106 vs 104
-  // (b64), so dense plans keep Rows16.
+  // schedule_config for plans with plenty of work): 32-token tiles, Q from shared memory and two
+  // stages (FP8: staging buffers), at most 113 KB, so that two CTAs share an SM (128 registers
+  // per thread) and one CTA's barrier-separated phases overlap the other's. Measured on the H200
+  // (FP8) against Rows16 at one CTA per SM: sparse h_q = 16 b128 196 vs 224 us; dense FP8 h_q = 16
+  // 386 vs 385 us (b128) and 106 vs 104 (b64), so dense plans keep Rows16.
   using Rows16TwoPerSM = DecodeConfig<Elem, kD, 16, 32, 2, false, false, kFP8, kSparse>;
   using Rows32 = DecodeConfig<Elem, kD, 32, 64, 2, false, false, kFP8, kSparse>;
   // Sparse 32-row tiles, two CTAs per SM: 32-token tiles; FP8 has room for one staging buffer.
