@@ -30,31 +30,16 @@ ScheduleConfig schedule_config(const DecodeShape& shape, int device, int num_wor
   const int tile_rows = decode_tile_rows(rows);
   const int ctas_per_worker = std::max(shape.h_kv, 1) * decode_row_tiles(rows);
   const int sms = sm_count(device);
-  // Sparse 16- and 32-row tiles also have a configuration for two CTAs per SM
-  // (decode_launch.cuh, Rows*TwoPerSM): one CTA's barrier-bound phases overlap the other's,
-  // which pays once every SM has plenty of work (H200, FP8: h_q = 16 b = 128 224 -> 196 us,
-  // h_q = 32 b = 128 292 -> 278 us), but its 32-token tiles cost more per token when the work
-  // is thin (b = 2: 20.5 -> 21.8 us at h_q = 16, 23.6 -> 26.7 us at h_q = 32). A sparse plan's
-  // work is known from its shape: `batch_size` queries of ceil(topk / 64) units each.
-  const bool two_per_sm_possible = shape.topk > 0 && tile_rows <= 32;
-  const int64_t units =
-      static_cast<int64_t>(shape.batch_size) * ((shape.topk + kDecodeBlockN - 1) / kDecodeBlockN);
+  const bool sparse = shape.topk > 0;
+  // A sparse plan's work: batch_size (b * s_q) queries of ceil(topk / 64) units each.
+  const long long units =
+      static_cast<long long>(shape.batch_size) * ((shape.topk + kDecodeBlockN - 1) / kDecodeBlockN);
   const int one_wave = std::max(1, sms / ctas_per_worker);
-  int ctas_per_sm = 1;
-  if (two_per_sm_possible) {
-    // An explicit worker count past one wave asks for the two-per-SM configuration.
-    ctas_per_sm = (num_workers > 0 ? num_workers > one_wave : units >= 8LL * sms) ? 2 : 1;
-  }
-  // One wave: every worker's CTAs (one per KV head and row tile) together fill the SMs once
-  // at the chosen occupancy.
+  const int ctas_per_sm = decode_ctas_per_sm(sparse, tile_rows, units, sms, num_workers, one_wave);
+  // One wave: every worker's CTAs (one per KV head and row tile) together fill the SMs once at
+  // the chosen occupancy.
   const int workers = std::max(1, sms * ctas_per_sm / ctas_per_worker);
-  // A piece costs its KV units plus a fixed part: loading Q (kRows x d), writing the fp32
-  // partial output and the combine pass reading it back. For 64-row tiles that is about two
-  // 64-token KV tiles' worth of traffic, for smaller tiles about one. Sparse queries all have
-  // the same number of slots, so the fixed part only shifts where cuts fall; measured on the
-  // H200 (FLASHMLA_FIXED_COST experiment, b = 2): 0 is best there (h_q = 128 30.8 -> 29.4 us,
-  // h_q = 16/32 within 1%), while dense b = 8 h_q = 128 wants 2 (63.6 us; 0: 67.8).
-  const int fixed_cost = shape.topk > 0 ? 0 : tile_rows == 64 ? 2 : 1;
+  const int fixed_cost = decode_fixed_cost(sparse, tile_rows);
   return {workers, kDecodeBlockN, fixed_cost, ctas_per_sm};
 }
 

@@ -25,4 +25,31 @@ inline int decode_row_tiles(int rows) {
 // begins on a unit boundary begins on a tile boundary.
 inline constexpr int kDecodeBlockN = 64;
 
+// Decode CTAs per SM a plan is made for (the launcher runs the configuration built for it).
+// Sparse 16- and 32-row tiles also have a configuration for two CTAs per SM (decode_launch.cuh,
+// Rows*TwoPerSM): one CTA's barrier-bound phases overlap the other's, which pays once every SM
+// has plenty of work (H200, FP8: h_q = 16 b = 128 224 -> 196 us, h_q = 32 b = 128 292 -> 278 us),
+// but its 32-token tiles cost more per token when the work is thin (b = 2: 20.5 -> 21.8 us at
+// h_q = 16, 23.6 -> 26.7 us at h_q = 32). Dense tiles measured no better or worse at two.
+//   units: the plan's schedule units (a sparse plan's work is known from its shape: b * s_q
+//          queries of ceil(topk / 64) units); requested_workers: the caller's worker count (0:
+//          none), which asks for two per SM when it exceeds `one_wave`, the workers that fill the
+//          SMs once at one CTA per SM.
+inline int decode_ctas_per_sm(bool sparse, int tile_rows, long long units, int sms,
+                              int requested_workers, int one_wave) {
+  if (!sparse || tile_rows > 32) return 1;
+  if (requested_workers > 0) return requested_workers > one_wave ? 2 : 1;
+  return units >= 8LL * sms ? 2 : 1;
+}
+
+// A piece's fixed cost in schedule units (split_plan.h): loading Q (kRows x d), writing the fp32
+// partial output and the combine pass reading it back; for 64-row tiles about two 64-token KV
+// tiles' worth of traffic, for smaller tiles about one. Sparse queries all have the same number
+// of slots, so there the fixed part only shifts where cuts fall; measured on the H200 (b = 2): 0
+// is best for sparse (h_q = 128 30.8 -> 29.4 us, h_q = 16/32 within 1%), while dense b = 8
+// h_q = 128 wants 2 (63.6 us; 0: 67.8).
+inline int decode_fixed_cost(bool sparse, int tile_rows) {
+  return sparse ? 0 : tile_rows == 64 ? 2 : 1;
+}
+
 }  // namespace flashmla::detail::cuda

@@ -1,0 +1,65 @@
+// The CUDA planner's tiling and occupancy rules (cuda/sm90/decode/tile_shape.h): plain host
+// functions, so they are checked here without a GPU. The decisions follow the H200 measurements
+// quoted beside each rule.
+#include <gtest/gtest.h>
+
+#include "cuda/sm90/decode/tile_shape.h"
+
+namespace flashmla::detail::cuda {
+namespace {
+
+constexpr int kSMs = 132;  // H200
+
+// Schedule units of a sparse plan: b * s_q queries of ceil(topk / 64) units.
+long long sparse_units(int b, int s_q, int topk) {
+  return static_cast<long long>(b) * s_q * ((topk + kDecodeBlockN - 1) / kDecodeBlockN);
+}
+
+TEST(DecodeScheduleRules, TileRowsFoldTokensAndHeads) {
+  EXPECT_EQ(decode_tile_rows(decode_rows(1, 16)), 16);
+  EXPECT_EQ(decode_tile_rows(decode_rows(2, 16)), 32);
+  EXPECT_EQ(decode_tile_rows(decode_rows(1, 1)), 16);
+  EXPECT_EQ(decode_tile_rows(decode_rows(1, 33)), 64);
+  EXPECT_EQ(decode_row_tiles(decode_rows(2, 128)), 4);
+  EXPECT_EQ(decode_row_tiles(decode_rows(1, 63)), 1);
+}
+
+TEST(DecodeScheduleRules, SparseSmallTilesRunTwoPerSMOnlyWithPlentyOfWork) {
+  // FlashMLA's sparse anchor shapes (s_q 2, topk 2048) at h_q 16 and 32.
+  for (int tile_rows : {16, 32}) {
+    EXPECT_EQ(decode_ctas_per_sm(true, tile_rows, sparse_units(2, 2, 2048), kSMs, 0, kSMs), 1)
+        << "b = 2 was slower at two per SM";
+    EXPECT_EQ(decode_ctas_per_sm(true, tile_rows, sparse_units(64, 2, 2048), kSMs, 0, kSMs), 2);
+    EXPECT_EQ(decode_ctas_per_sm(true, tile_rows, sparse_units(128, 2, 2048), kSMs, 0, kSMs), 2);
+  }
+  // The threshold: 8 units per SM.
+  EXPECT_EQ(decode_ctas_per_sm(true, 16, 8LL * kSMs, kSMs, 0, kSMs), 2);
+  EXPECT_EQ(decode_ctas_per_sm(true, 16, 8LL * kSMs - 1, kSMs, 0, kSMs), 1);
+}
+
+TEST(DecodeScheduleRules, ExplicitWorkersPastOneWaveAskForTwoPerSM) {
+  EXPECT_EQ(decode_ctas_per_sm(true, 16, 1, kSMs, 300, kSMs), 2);
+  EXPECT_EQ(decode_ctas_per_sm(true, 32, 1, kSMs, kSMs + 1, kSMs), 2);
+  EXPECT_EQ(decode_ctas_per_sm(true, 16, 1LL << 40, kSMs, kSMs, kSMs), 1);
+  EXPECT_EQ(decode_ctas_per_sm(true, 16, 1LL << 40, kSMs, 3, kSMs), 1);
+}
+
+TEST(DecodeScheduleRules, DenseAnd64RowTilesStayAtOnePerSM) {
+  const long long lots = 1LL << 40;
+  for (int tile_rows : {16, 32, 64}) {
+    EXPECT_EQ(decode_ctas_per_sm(false, tile_rows, lots, kSMs, 0, kSMs), 1);
+    EXPECT_EQ(decode_ctas_per_sm(false, tile_rows, lots, kSMs, 500, kSMs), 1);
+  }
+  EXPECT_EQ(decode_ctas_per_sm(true, 64, lots, kSMs, 0, kSMs / 2), 1);
+  EXPECT_EQ(decode_ctas_per_sm(true, 64, lots, kSMs, 500, kSMs / 2), 1);
+}
+
+TEST(DecodeScheduleRules, FixedCostPerPiece) {
+  EXPECT_EQ(decode_fixed_cost(false, 64), 2);
+  EXPECT_EQ(decode_fixed_cost(false, 32), 1);
+  EXPECT_EQ(decode_fixed_cost(false, 16), 1);
+  for (int tile_rows : {16, 32, 64}) EXPECT_EQ(decode_fixed_cost(true, tile_rows), 0);
+}
+
+}  // namespace
+}  // namespace flashmla::detail::cuda
