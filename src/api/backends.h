@@ -16,6 +16,7 @@ struct ScheduleConfig {
   // CUDA: decode CTAs per SM the plan is made for (1 or 2); the launcher runs the kernel
   // configuration built for that occupancy.
   int ctas_per_sm = 1;
+  int combine_groups = 1;  // CUDA: split groups per combine CTA (combine.cu)
 };
 
 namespace cpu {

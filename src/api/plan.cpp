@@ -93,6 +93,7 @@ DecodePlan::DecodePlan(const DecodeShape& shape, Device device, int head_dim_v, 
   st.block_n = config.block_n;
   st.fixed_cost = config.fixed_cost;
   st.ctas_per_sm = config.ctas_per_sm;
+  st.combine_groups = config.combine_groups;
   st.max_splits = st.plan_sequences + st.num_workers;
 
   const size_t schedule_ints = static_cast<size_t>(st.num_workers) * detail::kScheduleStride;

@@ -23,6 +23,7 @@ struct ScheduleView {
   float* partial_lse = nullptr;              // [max_splits, rows per sequence]
   int max_splits = 0;                        // plan sequences + num_workers
   int ctas_per_sm = 1;                       // CUDA: occupancy the plan is made for
+  int combine_groups = 1;                    // CUDA: split groups per combine CTA
 };
 
 // A cache as the kernels see it. Strides are in elements of the stored type (bytes for FP8).

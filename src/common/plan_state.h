@@ -17,6 +17,7 @@ struct PlanState {
   int block_n = 64;
   int fixed_cost = 0;   // in schedule units, see split_plan.h
   int ctas_per_sm = 1;  // CUDA: see ScheduleConfig
+  int combine_groups = 1;
   // The planner's view: dense plans split each sequence's s_q x h_q rows together; sparse plans
   // (shape.topk > 0) split each query token's h_q rows, since every token has its own indices.
   int plan_sequences = 0;     // dense: batch_size; sparse: batch_size * s_q
@@ -36,8 +37,8 @@ struct PlanState {
   float* partial_lse = nullptr;        // [max_splits, rows_per_sequence]
 
   ScheduleView view() const {
-    return {num_workers, block_n,     worker_schedule, split_offsets,
-            partial_out, partial_lse, max_splits,      ctas_per_sm};
+    return {num_workers, block_n,    worker_schedule, split_offsets, partial_out,
+            partial_lse, max_splits, ctas_per_sm,     combine_groups};
   }
 };
 

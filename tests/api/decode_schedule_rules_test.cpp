@@ -61,5 +61,14 @@ TEST(DecodeScheduleRules, FixedCostPerPiece) {
   for (int tile_rows : {16, 32, 64}) EXPECT_EQ(decode_fixed_cost(true, tile_rows), 0);
 }
 
+TEST(DecodeScheduleRules, CombineSplitGroupsFollowTheGridSize) {
+  // b = 1, h_q = 128: 128 rows, each with dozens of splits, latency-bound: two groups.
+  EXPECT_EQ(decode_combine_groups(128, kSMs), 2);
+  EXPECT_EQ(decode_combine_groups(4LL * kSMs, kSMs), 2);
+  EXPECT_EQ(decode_combine_groups(4LL * kSMs + 1, kSMs), 1);
+  // b = 128, s_q = 2, h_q = 128: 32768 rows with a few splits each: one group.
+  EXPECT_EQ(decode_combine_groups(128LL * 2 * 128, kSMs), 1);
+}
+
 }  // namespace
 }  // namespace flashmla::detail::cuda

@@ -7,7 +7,6 @@
 
 #include "cuda/common/check.h"
 #include "cuda/common/combine.h"
-#include "cuda/common/device_info.h"
 #include "cuda/common/element.cuh"
 #include "cuda/common/env.h"
 
@@ -142,25 +141,9 @@ __global__ void __launch_bounds__(combine_threads(kGroups))
   }
 }
 
-// Split groups per CTA (see combine_kernel): two while the grid is at most four CTAs per SM.
-// FLASHMLA_COMBINE_GROUPS=1|2|4 overrides the choice (A/B measurements; read once).
-int combine_groups(const CombineParams& p) {
-  static const int forced = [] {
-    for (const char* g : {"1", "2", "4"}) {
-      if (env_equals("FLASHMLA_COMBINE_GROUPS", g)) return g[0] - '0';
-    }
-    return 0;
-  }();
-  if (forced != 0) return forced;
-  int device = 0;
-  FLASHMLA_CUDA_CHECK(cudaGetDevice(&device));
-  const int64_t ctas = static_cast<int64_t>(p.plan_sequences) * (p.s_q / p.fold) * p.h_q;
-  return ctas <= 4 * static_cast<int64_t>(sm_count(device)) ? 2 : 1;
-}
-
 template <typename Elem>
 void launch_combine_as(const CombineParams& p, cudaLaunchConfig_t config) {
-  const int groups = combine_groups(p);
+  const int groups = p.schedule.combine_groups;  // chosen by the planner (schedule_config)
   config.blockDim = dim3(groups * kGroupThreads);
   if (groups == 4) {
     FLASHMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, combine_kernel<Elem, 4>, p));

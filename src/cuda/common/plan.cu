@@ -8,6 +8,7 @@
 #include "common/split_plan.h"
 #include "cuda/common/check.h"
 #include "cuda/common/device_info.h"
+#include "cuda/common/env.h"
 #include "cuda/sm90/decode/tile_shape.h"
 
 namespace flashmla::detail::cuda {
@@ -40,7 +41,17 @@ ScheduleConfig schedule_config(const DecodeShape& shape, int device, int num_wor
   // the chosen occupancy.
   const int workers = std::max(1, sms * ctas_per_sm / ctas_per_worker);
   const int fixed_cost = decode_fixed_cost(sparse, tile_rows);
-  return {workers, kDecodeBlockN, fixed_cost, ctas_per_sm};
+  // FLASHMLA_COMBINE_GROUPS=1|2|4 overrides the combine's split groups (A/B; read once).
+  static const int forced_groups = [] {
+    for (const char* g : {"1", "2", "4"}) {
+      if (env_equals("FLASHMLA_COMBINE_GROUPS", g)) return g[0] - '0';
+    }
+    return 0;
+  }();
+  const long long combine_ctas = static_cast<long long>(shape.batch_size) * shape.s_q * shape.h_q;
+  const int combine_groups =
+      forced_groups != 0 ? forced_groups : decode_combine_groups(combine_ctas, sms);
+  return {workers, kDecodeBlockN, fixed_cost, ctas_per_sm, combine_groups};
 }
 
 void plan_splits(const int32_t* cache_seqlens, int batch_size, const ScheduleConfig& config,

@@ -52,4 +52,11 @@ inline int decode_fixed_cost(bool sparse, int tile_rows) {
   return sparse ? 0 : tile_rows == 64 ? 2 : 1;
 }
 
+// Split groups per combine CTA (combine.cu; the combine grid has one CTA per row of every plan
+// sequence): a small grid is bound by the latency of its workspace reads and takes two groups,
+// a large one (more than four CTAs per SM) one (bench/NOTES.md, session 4).
+inline int decode_combine_groups(long long combine_ctas, int sms) {
+  return combine_ctas <= 4LL * sms ? 2 : 1;
+}
+
 }  // namespace flashmla::detail::cuda

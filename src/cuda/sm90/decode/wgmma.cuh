@@ -43,13 +43,15 @@ __device__ __forceinline__ void fence_proxy_async() {
 }
 
 // Accumulator operands of the shapes below: the "%0, ..., %(n-1)" register list of the
-// instruction string and the matching "+f"(d[i]) constraints, n = 16, 32 or 128.
+// instruction string (R<n>) and the matching "+f"(d[i]) constraints (ACC<n>), n = 16, 32 or 128.
 #define FLASHMLA_WGMMA_D4(i) "+f"(d[(i)]), "+f"(d[(i) + 1]), "+f"(d[(i) + 2]), "+f"(d[(i) + 3])
 #define FLASHMLA_WGMMA_D16(i)                                                   \
   FLASHMLA_WGMMA_D4(i), FLASHMLA_WGMMA_D4((i) + 4), FLASHMLA_WGMMA_D4((i) + 8), \
       FLASHMLA_WGMMA_D4((i) + 12)
 #define FLASHMLA_WGMMA_D32(i) FLASHMLA_WGMMA_D16(i), FLASHMLA_WGMMA_D16((i) + 16)
-#define FLASHMLA_WGMMA_D128 \
+#define FLASHMLA_WGMMA_ACC16 FLASHMLA_WGMMA_D16(0)
+#define FLASHMLA_WGMMA_ACC32 FLASHMLA_WGMMA_D32(0)
+#define FLASHMLA_WGMMA_ACC128 \
   FLASHMLA_WGMMA_D32(0), FLASHMLA_WGMMA_D32(32), FLASHMLA_WGMMA_D32(64), FLASHMLA_WGMMA_D32(96)
 #define FLASHMLA_WGMMA_R16 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
 #define FLASHMLA_WGMMA_R32 \
@@ -64,135 +66,62 @@ __device__ __forceinline__ void fence_proxy_async() {
   "%102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, " \
   "%117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
 
-// D[64 x 32] (+)= A[64 x 16] * B[16 x 32], A and B from shared memory (descriptors);
-// kTransB = 1 reads B as MN-major (contiguous along N). One definition per element type, which
-// only changes the instruction's type suffix.
-#define FLASHMLA_WGMMA_M64N32K16(NAME, TYPE)                                              \
-  template <int kTransB>                                                                  \
-  __device__ __forceinline__ void NAME(float(&d)[16], uint64_t desc_a, uint64_t desc_b) { \
-    asm volatile("wgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE "." TYPE              \
-                 " {" FLASHMLA_WGMMA_R16 "}, %16, %17, 1, 1, 1, 0, %18;\n"                \
-                 : FLASHMLA_WGMMA_D16(0)                                                  \
-                 : "l"(desc_a), "l"(desc_b), "n"(kTransB));                               \
-  }
-
-// D[64 x 256] (+)= A[64 x 16] * B[16 x 256], A and B from shared memory (descriptors);
-// kTransB = 1 reads B as MN-major (contiguous along N). One definition per element type, which
-// only changes the instruction's type suffix.
-#define FLASHMLA_WGMMA_M64N256K16(NAME, TYPE)                                              \
-  template <int kTransB>                                                                   \
-  __device__ __forceinline__ void NAME(float(&d)[128], uint64_t desc_a, uint64_t desc_b) { \
-    asm volatile("wgmma.mma_async.sync.aligned.m64n256k16.f32." TYPE "." TYPE              \
-                 " {" FLASHMLA_WGMMA_R128 "}, %128, %129, 1, 1, 1, 0, %130;\n"             \
-                 : FLASHMLA_WGMMA_D128                                                     \
-                 : "l"(desc_a), "l"(desc_b), "n"(kTransB));                                \
-  }
-
-FLASHMLA_WGMMA_M64N32K16(mma_m64n32k16_bf16, "bf16")
-FLASHMLA_WGMMA_M64N32K16(mma_m64n32k16_f16, "f16")
-FLASHMLA_WGMMA_M64N256K16(mma_m64n256k16_bf16, "bf16")
-FLASHMLA_WGMMA_M64N256K16(mma_m64n256k16_f16, "f16")
-#undef FLASHMLA_WGMMA_M64N32K16
-#undef FLASHMLA_WGMMA_M64N256K16
-
-// Generated shapes for the ping-pong 64-row loop (decode_piece_pingpong.cuh): S at N = 64 with A
-// from shared memory (SS) or from registers (RS: the Q column block kept in registers), and
-// O += P V with P from registers (RS, the warpgroup's own P). RS forms take A as the four
-// 32-bit registers of the m16n8k16-style A fragment of each warp; they have no trans-a.
-#define FLASHMLA_WGMMA_M64N64K16_SS(NAME, TYPE)                                           \
-  template <int kTransB>                                                                  \
-  __device__ __forceinline__ void NAME(float(&d)[32], uint64_t desc_a, uint64_t desc_b) { \
-    asm volatile("wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE              \
-                 " {" FLASHMLA_WGMMA_R32 "}, %32, %33, 1, 1, 1, 0, %34;\n"                \
-                 : FLASHMLA_WGMMA_D32(0)                                                  \
-                 : "l"(desc_a), "l"(desc_b), "n"(kTransB));                               \
-  }
-#define FLASHMLA_WGMMA_M64N64K16_RS(NAME, TYPE)                                                 \
+// One shape D[64 x N] (+)= A[64 x 16] * B[16 x N] of element type TYPE, as a static member FN of
+// Ops<Elem>; kTransB = 1 reads B as MN-major (contiguous along N). ACC: accumulator count,
+// ARGS: the operands after the accumulators as the instruction spells them.
+//   SS: A and B from shared memory (descriptors).
+//   RS: A from registers, the four 32-bit registers of each warp's m16n8k16-style A fragment
+//       (no trans-a).
+#define FLASHMLA_WGMMA_SS(FN, TYPE, N, ACC, ARGS)                                               \
   template <int kTransB>                                                                        \
-  __device__ __forceinline__ void NAME(float(&d)[32], const uint32_t(&a)[4], uint64_t desc_b) { \
-    asm volatile("wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE                    \
-                 " {" FLASHMLA_WGMMA_R32 "}, {%32, %33, %34, %35}, %36, 1, 1, 1, %37;\n"        \
-                 : FLASHMLA_WGMMA_D32(0)                                                        \
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(kTransB));      \
+  static __device__ __forceinline__ void FN(float(&d)[ACC], uint64_t desc_a, uint64_t desc_b) { \
+    asm volatile("wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TYPE "." TYPE                \
+                 " {" FLASHMLA_WGMMA_R##ACC "}, " ARGS ";\n"                                    \
+                 : FLASHMLA_WGMMA_ACC##ACC                                                      \
+                 : "l"(desc_a), "l"(desc_b), "n"(kTransB));                                     \
   }
-#define FLASHMLA_WGMMA_M64N256K16_RS(NAME, TYPE)                                                 \
-  template <int kTransB>                                                                         \
-  __device__ __forceinline__ void NAME(float(&d)[128], const uint32_t(&a)[4], uint64_t desc_b) { \
-    asm volatile("wgmma.mma_async.sync.aligned.m64n256k16.f32." TYPE "." TYPE                    \
-                 " {" FLASHMLA_WGMMA_R128 "}, {%128, %129, %130, %131}, %132, 1, 1, 1, %133;\n"  \
-                 : FLASHMLA_WGMMA_D128                                                           \
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(kTransB));       \
+#define FLASHMLA_WGMMA_RS(FN, TYPE, N, ACC, ARGS)                                          \
+  template <int kTransB>                                                                   \
+  static __device__ __forceinline__ void FN(float(&d)[ACC], const uint32_t(&a)[4],         \
+                                            uint64_t desc_b) {                             \
+    asm volatile("wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TYPE "." TYPE           \
+                 " {" FLASHMLA_WGMMA_R##ACC "}, " ARGS ";\n"                               \
+                 : FLASHMLA_WGMMA_ACC##ACC                                                 \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(kTransB)); \
   }
-
-FLASHMLA_WGMMA_M64N64K16_SS(mma_m64n64k16_ss_bf16, "bf16")
-FLASHMLA_WGMMA_M64N64K16_SS(mma_m64n64k16_ss_f16, "f16")
-FLASHMLA_WGMMA_M64N64K16_RS(mma_m64n64k16_rs_bf16, "bf16")
-FLASHMLA_WGMMA_M64N64K16_RS(mma_m64n64k16_rs_f16, "f16")
-FLASHMLA_WGMMA_M64N256K16_RS(mma_m64n256k16_rs_bf16, "bf16")
-FLASHMLA_WGMMA_M64N256K16_RS(mma_m64n256k16_rs_f16, "f16")
-#undef FLASHMLA_WGMMA_M64N64K16_SS
-#undef FLASHMLA_WGMMA_M64N64K16_RS
-#undef FLASHMLA_WGMMA_M64N256K16_RS
-#undef FLASHMLA_WGMMA_D4
-#undef FLASHMLA_WGMMA_D16
-#undef FLASHMLA_WGMMA_D32
-#undef FLASHMLA_WGMMA_D128
-#undef FLASHMLA_WGMMA_R16
-#undef FLASHMLA_WGMMA_R32
-#undef FLASHMLA_WGMMA_R128
+// The shapes the 64-row loops use: the serial loop (decode_piece) S at N = 32 and P V at
+// N = 256; the ping-pong loop (decode_piece_pingpong.cuh) S at N = 64 with Q from shared memory
+// or, for its last column block, registers, and P V with P from registers.
+#define FLASHMLA_WGMMA_OPS(TYPE)                                                        \
+  FLASHMLA_WGMMA_SS(m64n32, TYPE, 32, 16, "%16, %17, 1, 1, 1, 0, %18")                  \
+  FLASHMLA_WGMMA_SS(m64n64, TYPE, 64, 32, "%32, %33, 1, 1, 1, 0, %34")                  \
+  FLASHMLA_WGMMA_SS(m64n256, TYPE, 256, 128, "%128, %129, 1, 1, 1, 0, %130")            \
+  FLASHMLA_WGMMA_RS(m64n64_rs, TYPE, 64, 32, "{%32, %33, %34, %35}, %36, 1, 1, 1, %37") \
+  FLASHMLA_WGMMA_RS(m64n256_rs, TYPE, 256, 128, "{%128, %129, %130, %131}, %132, 1, 1, 1, %133")
 
 // Element-type dispatch.
 template <typename Elem>
 struct Ops;
 template <>
 struct Ops<__nv_bfloat16> {
-  template <int kTransB>
-  static __device__ __forceinline__ void m64n32(float (&d)[16], uint64_t a, uint64_t b) {
-    mma_m64n32k16_bf16<kTransB>(d, a, b);
-  }
-  template <int kTransB>
-  static __device__ __forceinline__ void m64n256(float (&d)[128], uint64_t a, uint64_t b) {
-    mma_m64n256k16_bf16<kTransB>(d, a, b);
-  }
-  template <int kTransB>
-  static __device__ __forceinline__ void m64n64(float (&d)[32], uint64_t a, uint64_t b) {
-    mma_m64n64k16_ss_bf16<kTransB>(d, a, b);
-  }
-  template <int kTransB>
-  static __device__ __forceinline__ void m64n64_rs(float (&d)[32], const uint32_t (&a)[4],
-                                                   uint64_t b) {
-    mma_m64n64k16_rs_bf16<kTransB>(d, a, b);
-  }
-  template <int kTransB>
-  static __device__ __forceinline__ void m64n256_rs(float (&d)[128], const uint32_t (&a)[4],
-                                                    uint64_t b) {
-    mma_m64n256k16_rs_bf16<kTransB>(d, a, b);
-  }
+  FLASHMLA_WGMMA_OPS("bf16")
 };
 template <>
 struct Ops<__half> {
-  template <int kTransB>
-  static __device__ __forceinline__ void m64n32(float (&d)[16], uint64_t a, uint64_t b) {
-    mma_m64n32k16_f16<kTransB>(d, a, b);
-  }
-  template <int kTransB>
-  static __device__ __forceinline__ void m64n256(float (&d)[128], uint64_t a, uint64_t b) {
-    mma_m64n256k16_f16<kTransB>(d, a, b);
-  }
-  template <int kTransB>
-  static __device__ __forceinline__ void m64n64(float (&d)[32], uint64_t a, uint64_t b) {
-    mma_m64n64k16_ss_f16<kTransB>(d, a, b);
-  }
-  template <int kTransB>
-  static __device__ __forceinline__ void m64n64_rs(float (&d)[32], const uint32_t (&a)[4],
-                                                   uint64_t b) {
-    mma_m64n64k16_rs_f16<kTransB>(d, a, b);
-  }
-  template <int kTransB>
-  static __device__ __forceinline__ void m64n256_rs(float (&d)[128], const uint32_t (&a)[4],
-                                                    uint64_t b) {
-    mma_m64n256k16_rs_f16<kTransB>(d, a, b);
-  }
+  FLASHMLA_WGMMA_OPS("f16")
 };
+
+#undef FLASHMLA_WGMMA_OPS
+#undef FLASHMLA_WGMMA_SS
+#undef FLASHMLA_WGMMA_RS
+#undef FLASHMLA_WGMMA_D4
+#undef FLASHMLA_WGMMA_D16
+#undef FLASHMLA_WGMMA_D32
+#undef FLASHMLA_WGMMA_ACC16
+#undef FLASHMLA_WGMMA_ACC32
+#undef FLASHMLA_WGMMA_ACC128
+#undef FLASHMLA_WGMMA_R16
+#undef FLASHMLA_WGMMA_R32
+#undef FLASHMLA_WGMMA_R128
 
 }  // namespace flashmla::detail::cuda::wgmma
