@@ -37,7 +37,7 @@ namespace flashmla::detail::cuda::sm90 {
 
 template <typename Elem_, int kD_, int kRows_, int kTileN_, int kStages_, bool kWgmma_ = false,
           bool kQInRegs_ = false, bool kFP8_ = false, bool kSparse_ = false,
-          bool kPingPong_ = false>
+          bool kPingPong_ = false, bool kWarpSpecialized_ = false>
 struct DecodeConfig {
   using Elem = Elem_;
   // KV rows in the FP8-with-scale format (Elem is then bf16), and rows addressed by index lists
@@ -60,14 +60,22 @@ struct DecodeConfig {
   // loop of decode_piece. Shared memory: Q, one KV tile per warpgroup, each warpgroup's P (for
   // d = 576 the last Q column block lives in registers and warpgroup 1's P takes its place).
   static constexpr bool kPingPong = kPingPong_;
+  // 64-row FP8 tiles, warp-specialized (decode_piece_fp8_ws.cuh): a third, producer warpgroup
+  // loads the FP8 rows straight into registers, converts them and stores bf16 KV tiles into two
+  // alternating buffers while the two math warpgroups run the serial loop on the other one.
+  static constexpr bool kWarpSpecialized = kWarpSpecialized_;
+  static constexpr int kProducerThreads = kWarpSpecialized ? 128 : 0;
   static constexpr int kD = kD_;          // head dim of q and k: 576 or 512
   static constexpr int kRows = kRows_;    // query rows per CTA: 16, 32 or 64
   static constexpr int kTileN = kTileN_;  // KV tokens per pipeline stage: 32 or 64
   // Pipeline depth: operand tiles in flight (bf16/fp16 rows), or FP8 staging buffers, each
   // converted in turn into a single operand tile.
   static constexpr int kStages = kStages_;
-  static constexpr int kOperandTiles = kFP8 ? 1 : kStages;
-  static constexpr int kThreads = 256;
+  // FP8 staging buffers (not with the producer warpgroup, which converts from registers).
+  static constexpr bool kStaging = kFP8 && !kWarpSpecialized;
+  static constexpr int kOperandTiles = kStaging ? 1 : kStages;
+  static constexpr int kThreads = 256;  // the math warps; the layouts below are theirs
+  static constexpr int kBlockThreads = kThreads + kProducerThreads;
   static constexpr int kWarps = kThreads / 32;
   static constexpr int kDvMax = kWarps * 64;  // value columns computed: 512
   static constexpr int kColBlocks = kD / 64;  // 64-element (128-byte) column blocks
@@ -93,7 +101,7 @@ struct DecodeConfig {
   static constexpr bool kQRegBlock =
       kPingPong && kRows * kD * 2 + 2 * kTileN * kD * 2 + 2 * kPTileBytes + 2048 > 227 * 1024;
   static constexpr int kPBytes = kPingPong && !kQRegBlock ? 2 * kPTileBytes : kPTileBytes;
-  static constexpr int kStagingBytes = kFP8 ? kTileN * 656 : 0;
+  static constexpr int kStagingBytes = kStaging ? kTileN * 656 : 0;
   // FP8 conversion with one bf16x2 multiply per pair where the scale is exact in bf16
   // (dequant_16). Measured on the H200: 1% faster on the 64-row and Q-in-shared-memory tiles,
   // 3-4% slower on the 16-row tile that holds Q in registers (254 registers), which keeps the
@@ -102,7 +110,7 @@ struct DecodeConfig {
   // Sparse: which rows of a tile take part in the softmax, per tile in flight (FP8 resolves the
   // rows of a staging buffer's next tile before the current tile's scores are masked, hence one
   // more).
-  static constexpr int kValidSlots = kSparse ? (kFP8 ? kStages + 1 : kStages) : 0;
+  static constexpr int kValidSlots = kSparse ? (kStaging ? kStages + 1 : kStages) : 0;
   static constexpr int kOffQ = 0;
   static constexpr int kOffKV = kOffQ + kQBytes;
   static constexpr int kOffP = kOffKV + kOperandTiles * kKVBytes;
@@ -114,7 +122,7 @@ struct DecodeConfig {
       kOffMax + (kPingPong ? 2 * kRows * 4 : 0);  // uint8 [slots][kTileN]
   // FP8: one mbarrier per staging buffer (its bulk copies' completion).
   static constexpr int kOffBar = (kOffValid + kValidSlots * kTileN + 7) / 8 * 8;
-  static constexpr int kSmemBytes = kOffBar + (kFP8 ? kStages * 8 : 0);
+  static constexpr int kSmemBytes = kOffBar + (kStaging ? kStages * 8 : 0);
   static_assert(kSmemBytes <= 227 * 1024, "exceeds the 227 KB a Hopper CTA may use");
   // Two CTAs share an SM when both fit its 228 KB (1 KB of it reserved per CTA); the launch
   // bounds then cap registers at 128 per thread.
@@ -131,6 +139,8 @@ struct DecodeConfig {
                 "P tiles are 1024-byte aligned 64 x 64 swizzled tiles");
   static_assert(!kFP8 || kD == 576, "FP8 rows hold d = 576 values");
   static_assert(!kFP8 || kOffStaging % 16 == 0, "bulk copies land on 16-byte boundaries");
+  static_assert(!kWarpSpecialized || (kWgmma && kFP8 && kStages == 2 && !kPingPong),
+                "the producer warpgroup feeds the serial 64-row FP8 loop, double-buffered");
   static_assert(!kWgmma || (kRows == 64 && kTileN == 64 && kSWarpsM == 4 && kSWarpsN == 2 &&
                             kSNTiles == 4 && kD / 64 >= 8),
                 "the wgmma path is written for 64 x 64 tiles and 512 value columns");
@@ -709,17 +719,69 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DecodeKernelAr
                     l1, o);
 }
 
-// The ping-pong 64-row loop; defined in decode_piece_pingpong.cuh, which decode_launch.cuh
-// includes (it builds on the helpers above).
+// One piece of a worker's range (see the kernel): plan sequence `seq`, clipped to the range.
+struct Piece {
+  PieceSource src;
+  int s_base;       // the plan sequence's first query token
+  int seq_len;      // its KV length (sparse: index slots)
+  int token_begin;  // the piece's tokens or slots
+  int token_end;
+  int split_index;   // its split among the sequence's pieces
+  bool write_final;  // the sequence has one split: write the output, not the workspace
+};
+
+template <class Cfg>
+__device__ __forceinline__ Piece piece_of(const DecodeKernelArgs& a, int seq, int begin_seq,
+                                          int begin_token, int end_seq, int end_token,
+                                          int begin_split) {
+  Piece p;
+  p.src = PieceSource{};
+  p.src.batch = seq / a.fold;
+  p.s_base = seq - p.src.batch * a.fold;
+  int len;
+  if constexpr (Cfg::kSparse) {
+    len = a.sparse_slots;
+#pragma unroll
+    for (int l = 0; l < 2; ++l) {
+      const IndexListView& list = a.lists[l];
+      p.src.list[l] = list.indices + p.src.batch * list.batch_stride + p.s_base * list.seq_stride;
+      p.src.count[l] = list.topk_length != nullptr
+                           ? max(0, min(list.topk, __ldg(list.topk_length + p.src.batch)))
+                           : list.topk;
+    }
+  } else {
+    len = max(a.cache_seqlens[p.src.batch], 0);
+    p.src.table = a.block_table + p.src.batch * a.block_table_batch_stride;
+  }
+  p.seq_len = len;
+  p.token_begin = seq == begin_seq ? min(begin_token, len) : 0;
+  const int token_end = seq == end_seq ? min(end_token, len) : len;
+  p.token_end = max(token_end, p.token_begin);
+  const int32_t* offsets = a.schedule.split_offsets;
+  const int splits = offsets[seq + 1] - offsets[seq];
+  p.split_index = offsets[seq] + (seq == begin_seq ? begin_split : 0);
+  p.write_final = splits <= 1;
+  return p;
+}
+
+// The ping-pong 64-row loop and the warp-specialized FP8 one; defined in
+// decode_piece_pingpong.cuh and decode_piece_fp8_ws.cuh, which decode_launch.cuh includes (they
+// build on the helpers above).
 template <class Cfg>
 __device__ __forceinline__ void decode_piece_pingpong(uint8_t* smem, const DecodeKernelArgs& a,
                                                       const PieceSource& src, int s_base,
                                                       int seq_len, int kv_head, int row0,
                                                       int token_begin, int token_end,
                                                       int split_index, bool write_final);
+namespace fp8ws {
+template <class Cfg>
+__device__ __forceinline__ void run_roles(uint8_t* smem, const DecodeKernelArgs& a, int kv_head,
+                                          int row0, int begin_seq, int begin_token, int end_seq,
+                                          int end_token, int begin_split);
+}
 
 template <class Cfg>
-__global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
+__global__ void __launch_bounds__(Cfg::kBlockThreads, Cfg::kMinBlocks)
     decode_kernel(const __grid_constant__ DecodeKernelArgs a) {
   extern __shared__ __align__(1024) uint8_t smem[];
   // Let the combine kernel (a programmatic dependent launch) be scheduled early; it still waits
@@ -738,7 +800,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
   const int begin_split = sched[kBeginSplit];
   const int32_t* offsets = a.schedule.split_offsets;
   uint32_t load_phase = 0;  // FP8 staging buffers: see decode_piece
-  if constexpr (Cfg::kFP8) {
+  if constexpr (Cfg::kStaging) {
     if (threadIdx.x == 0) {
       for (int s = 0; s < Cfg::kStages; ++s) {
         ptx::mbarrier_init(ptx::smem_addr(smem) + Cfg::kOffBar + 8 * s, kFP8LoadArrivals<Cfg>);
@@ -748,36 +810,41 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     // decode_piece starts with a barrier, before any arrival.
   }
 
-  for (int seq = begin_seq; seq <= end_seq; ++seq) {
-    PieceSource src{};
-    src.batch = seq / a.fold;
-    const int s_base = seq - src.batch * a.fold;
-    int len;
-    if constexpr (Cfg::kSparse) {
-      len = a.sparse_slots;
+  if constexpr (Cfg::kWarpSpecialized) {
+    fp8ws::run_roles<Cfg>(smem, a, kv_head, row_tile * Cfg::kRows, begin_seq, begin_token, end_seq,
+                          end_token, begin_split);
+  } else {
+    for (int seq = begin_seq; seq <= end_seq; ++seq) {
+      PieceSource src{};
+      src.batch = seq / a.fold;
+      const int s_base = seq - src.batch * a.fold;
+      int len;
+      if constexpr (Cfg::kSparse) {
+        len = a.sparse_slots;
 #pragma unroll
-      for (int l = 0; l < 2; ++l) {
-        const IndexListView& list = a.lists[l];
-        src.list[l] = list.indices + src.batch * list.batch_stride + s_base * list.seq_stride;
-        src.count[l] = list.topk_length != nullptr
-                           ? max(0, min(list.topk, __ldg(list.topk_length + src.batch)))
-                           : list.topk;
+        for (int l = 0; l < 2; ++l) {
+          const IndexListView& list = a.lists[l];
+          src.list[l] = list.indices + src.batch * list.batch_stride + s_base * list.seq_stride;
+          src.count[l] = list.topk_length != nullptr
+                             ? max(0, min(list.topk, __ldg(list.topk_length + src.batch)))
+                             : list.topk;
+        }
+      } else {
+        len = max(a.cache_seqlens[src.batch], 0);
+        src.table = a.block_table + src.batch * a.block_table_batch_stride;
       }
-    } else {
-      len = max(a.cache_seqlens[src.batch], 0);
-      src.table = a.block_table + src.batch * a.block_table_batch_stride;
-    }
-    const int token_begin = seq == begin_seq ? min(begin_token, len) : 0;
-    const int token_end = seq == end_seq ? min(end_token, len) : len;
-    const int splits = offsets[seq + 1] - offsets[seq];
-    const int split_index = offsets[seq] + (seq == begin_seq ? begin_split : 0);
-    if constexpr (Cfg::kPingPong) {
-      decode_piece_pingpong<Cfg>(smem, a, src, s_base, len, kv_head, row_tile * Cfg::kRows,
-                                 token_begin, max(token_end, token_begin), split_index,
-                                 splits <= 1);
-    } else {
-      decode_piece<Cfg>(smem, a, src, s_base, len, kv_head, row_tile * Cfg::kRows, token_begin,
-                        max(token_end, token_begin), split_index, splits <= 1, load_phase);
+      const int token_begin = seq == begin_seq ? min(begin_token, len) : 0;
+      const int token_end = seq == end_seq ? min(end_token, len) : len;
+      const int splits = offsets[seq + 1] - offsets[seq];
+      const int split_index = offsets[seq] + (seq == begin_seq ? begin_split : 0);
+      if constexpr (Cfg::kPingPong) {
+        decode_piece_pingpong<Cfg>(smem, a, src, s_base, len, kv_head, row_tile * Cfg::kRows,
+                                   token_begin, max(token_end, token_begin), split_index,
+                                   splits <= 1);
+      } else {
+        decode_piece<Cfg>(smem, a, src, s_base, len, kv_head, row_tile * Cfg::kRows, token_begin,
+                          max(token_end, token_begin), split_index, splits <= 1, load_phase);
+      }
     }
   }
 }

@@ -10,6 +10,7 @@
 #include "cuda/common/device_info.h"
 #include "cuda/common/env.h"
 #include "cuda/sm90/decode/decode_kernel.cuh"
+#include "cuda/sm90/decode/decode_piece_fp8_ws.cuh"
 #include "cuda/sm90/decode/decode_piece_pingpong.cuh"
 
 namespace flashmla::detail::cuda::sm90 {
@@ -24,7 +25,7 @@ void launch_decode(const DecodeKernelArgs& a, cudaStream_t stream) {
         ErrorKind::kNotSupported, "",
         "decode grid of " + std::to_string(grid) + " CTAs is outside what one launch can take");
   }
-  kernel<<<static_cast<unsigned>(grid), Cfg::kThreads, Cfg::kSmemBytes, stream>>>(a);
+  kernel<<<static_cast<unsigned>(grid), Cfg::kBlockThreads, Cfg::kSmemBytes, stream>>>(a);
   FLASHMLA_CUDA_CHECK_LAUNCH("decode_kernel");
 }
 
@@ -62,6 +63,10 @@ struct DecodeConfigs {
   using Rows32TwoPerSM = DecodeConfig<Elem, kD, 32, 32, kFP8 ? 1 : 2, false, false, kFP8, kSparse>;
   using Rows64 =
       DecodeConfig<Elem, kD, 64, 64, kFP8 ? 1 : 2, /*kWgmma=*/true, false, kFP8, kSparse>;
+  // FP8 rows, A/B draft (FLASHMLA_FP8_64ROW=ws): a producer warpgroup converts into two KV
+  // buffers while the math warpgroups compute (decode_piece_fp8_ws.cuh).
+  using Rows64WarpSpecialized =
+      DecodeConfig<Elem, kD, 64, 64, 2, /*kWgmma=*/true, false, kFP8, kSparse, false, true>;
   using Rows64PingPong =
       DecodeConfig<Elem, kD, 64, 64, 2, /*kWgmma=*/true, false, /*kFP8=*/false, kSparse,
                    /*kPingPong=*/true>;
@@ -77,6 +82,12 @@ inline bool decode_64row_serial() {
 inline bool fp8_rows16_q_in_smem() {
   static const bool smem = env_equals("FLASHMLA_FP8_ROWS16_Q", "smem");
   return smem;
+}
+
+// FLASHMLA_FP8_64ROW=ws: the FP8 64-row tiles run warp-specialized (A/B draft; read once).
+inline bool fp8_64row_warp_specialized() {
+  static const bool ws = env_equals("FLASHMLA_FP8_64ROW", "ws");
+  return ws;
 }
 
 // Runs the configuration for `tile_rows` (16, 32 or 64 rows per tile).
@@ -108,6 +119,10 @@ void launch_decode_for_rows(const DecodeKernelArgs& a, int tile_rows, cudaStream
     }
     launch_decode<typename Configs::Rows32>(a, stream);
   } else if constexpr (kFP8) {
+    if (fp8_64row_warp_specialized() && a.kv_aligned) {
+      launch_decode<typename Configs::Rows64WarpSpecialized>(a, stream);
+      return;
+    }
     launch_decode<typename Configs::Rows64>(a, stream);
   } else {
     if (decode_64row_serial()) {

@@ -75,6 +75,29 @@ __device__ __forceinline__ void bulk_copy_to_shared(uint32_t dst, const void* sr
       : "memory");
 }
 
+// 16 bytes from global memory into registers through the non-coherent path, not kept in L1
+// (KV rows are read once per CTA).
+__device__ __forceinline__ uint4 ld_global_nc_16(const void* src) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(src));
+  return v;
+}
+// Starts bringing `bytes` (a multiple of 16, 16-byte aligned) at `src` into L2; no completion.
+__device__ __forceinline__ void prefetch_l2_bulk(const void* src, uint32_t bytes) {
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");
+}
+// Register budget of the calling warpgroup (all its warps execute it): setmaxnreg.
+template <int kRegs>
+__device__ __forceinline__ void setmaxnreg_inc() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+}
+template <int kRegs>
+__device__ __forceinline__ void setmaxnreg_dec() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+}
+
 // Named barriers (bar.sync / bar.arrive with an id and a thread count, a multiple of 32). A
 // producer warpgroup arrives without waiting, a consumer warpgroup waits: with count 256 the
 // barrier completes once both 128-thread warpgroups have reached it. Memory accesses before the

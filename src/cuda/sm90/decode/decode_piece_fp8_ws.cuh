@@ -1,0 +1,383 @@
+// The warp-specialized main loop of the 64-row FP8 decode kernel (DecodeConfig::kWarpSpecialized;
+// A/B draft selected by FLASHMLA_FP8_64ROW=ws). UNTESTED DRAFT: compile-checked only.
+//
+// Why: the serial FP8 loop (decode_piece) converts each staging buffer into its single operand
+// tile between two barriers, so per tile the loads' latency, the conversion and the tensor work
+// add up (sparse h_q = 128, b = 128: 4.7 us per 64-token tile against ~1.3 us of DRAM time and
+// ~1.2 us of tensor time at the per-SM rates). Here a third warpgroup, the producer, owns the KV
+// stream: it loads the FP8 rows of tile t + 1 straight into registers, converts them and stores
+// the bf16 tile into the other of two KV buffers while the math warpgroups compute tile t.
+//
+// Roles (384 threads): warpgroups 0 and 1 (threads 0-255) are the math warps of decode_piece's
+// wgmma path, unchanged in layout: warpgroup wn computes S for tokens 32 wn .. 32 wn + 31 of the
+// tile (m64n32k16), the row maxima are exchanged through `red`, both write P to shared memory,
+// and each adds P V into its 256 value columns (m64n256k16). Warpgroup 2 (threads 256-383) is
+// the producer: 8 threads per row, 16 rows per pass, 4 passes per tile; per pass a thread loads
+// 16-byte chunks c_lo + 8 j (j = 0..3, one per scale group) of the row's 512 FP8 values, the
+// row's scales and rope chunk c_lo, converts and stores them swizzled (tile_chunk_offset), and
+// prefetches the next tile's rows into L2 with one bulk prefetch per row.
+//
+// Shared memory (bytes): Q 73728 + KV 2 x 73728 + P 8192 + red 512 + row 256 (+ sparse validity
+// 2 x 64) = 230144 (230272) of 232448; no staging buffers, no mbarriers.
+//
+// Barriers (named; 0 is __syncthreads):
+//   FULL[b] (7 + b, 384 threads): the producer arrives once tile t (b = t % 2) and its validity
+//     bytes are stored and fenced for the async proxy; the math warps sync before S(t).
+//   EMPTY[b] (9 + b, 384): the math warps arrive after waiting for S(t + 1), which retires their
+//     P V(t), the last reader of buffer b (and validity slot b, read before P V), if tile t + 2
+//     exists; the producer syncs before it stores tile t + 2 into buffer b.
+//   MATH (11, 256): the math warps' own barriers (row maxima; P published), in place of
+//     decode_piece's __syncthreads.
+// Phases: one FULL phase per tile; one EMPTY phase per tile t with t + 2 < n, arrived and synced
+// under that same condition; so every phase is complete when the piece ends. A piece starts with
+// __syncthreads (all 384) and ends with finish_piece's two CTA-wide barriers, which the producer
+// mirrors (contributing `bad`: row ids outside the cache).
+//
+// Registers: ptxas compiles for 168 per thread (384 threads, one CTA per SM); setmaxnreg then
+// gives the math warpgroups kMathRegs and the producer kProducerRegs.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "cuda/sm90/decode/decode_kernel.cuh"
+
+namespace flashmla::detail::cuda::sm90 {
+
+namespace fp8ws {
+inline constexpr int kBarFull = 7;   // + buffer
+inline constexpr int kBarEmpty = 9;  // + buffer
+inline constexpr int kBarMath = 11;  // the two math warpgroups only
+inline constexpr int kAll = 384;
+inline constexpr int kMath = 256;
+inline constexpr int kMathRegs = 192;
+inline constexpr int kProducerRegs = 128;
+static_assert(2 * 128 * kMathRegs + 128 * kProducerRegs <= 65536, "one SM's register file");
+
+// One producer thread's share of one FP8 row: chunks c_lo + 8 j of the latent, the scales and
+// rope chunk c_lo, converted and stored into row `r` of the bf16 tile at `tile` (byte offset).
+template <class Cfg, bool kBf16Scale>
+__device__ __forceinline__ void store_row_part(uint8_t* smem, uint32_t tile, int r, int c_lo,
+                                               const uint4 (&latent)[4], const uint4& scales,
+                                               const uint4& rope) {
+  const uint32_t scale_bits[4] = {scales.x, scales.y, scales.z, scales.w};
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float scale = __uint_as_float(scale_bits[j]);
+    uint4 lo, hi;
+    dequant_16<kBf16Scale>(latent[j], scale, __float2bfloat162_rn(scale), lo, hi);
+    const int chunk = 2 * (c_lo + 8 * j);  // 8 bf16 values per chunk
+    *reinterpret_cast<uint4*>(smem + tile + tile_chunk_offset<Cfg::kTileN>(r, chunk)) = lo;
+    *reinterpret_cast<uint4*>(smem + tile + tile_chunk_offset<Cfg::kTileN>(r, chunk + 1)) = hi;
+  }
+  *reinterpret_cast<uint4*>(smem + tile + tile_chunk_offset<Cfg::kTileN>(r, 64 + c_lo)) = rope;
+}
+
+// The producer warpgroup: every tile of the piece into KV buffer t % 2 (see the file comment).
+// Rows must be 16-byte aligned (the launcher checks kv_aligned).
+template <class Cfg>
+__device__ __forceinline__ void produce_tiles(uint8_t* smem, const DecodeKernelArgs& a,
+                                              const PieceSource& src, int kv_head, int token_begin,
+                                              int token_end, int num_tiles, bool& bad) {
+  constexpr int kLoaders = Cfg::kProducerThreads;
+  constexpr int kRowsPerPass = kLoaders / 8;
+  constexpr int kPasses = Cfg::kTileN / kRowsPerPass;
+  static_assert(kPasses == 4, "a tile is two pairs of passes");
+  using Ids = KVRowIds<Cfg, kLoaders>;
+  const int ptid = threadIdx.x - Cfg::kThreads;
+  const int c_lo = ptid & 7;
+  const int r0 = ptid >> 3;
+  // Row ids one and two tiles ahead of the copy (the dependent loads of the addresses never wait
+  // for them).
+  Ids ids = fetch_row_ids_by<Cfg, kLoaders>(a, src, token_begin, token_end, ptid);
+  Ids next_ids =
+      fetch_row_ids_by<Cfg, kLoaders>(a, src, token_begin + Cfg::kTileN, token_end, ptid);
+  for (int t = 0; t < num_tiles; ++t) {
+    const int b = t & 1;
+    const int tile_start = token_begin + t * Cfg::kTileN;
+    const uint8_t* rows[kPasses];
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass) {
+      rows[pass] = fp8_row_address<Cfg>(a, ids.id[pass], (ids.skipped >> pass) & 1u,
+                                        tile_start + r0 + pass * kRowsPerPass, kv_head, bad);
+    }
+    // The next tile's rows into L2 now, so that its register loads wait on L2, not DRAM.
+    if (t + 1 < num_tiles) {
+      bool ignored = false;  // judged when that tile is loaded
+#pragma unroll
+      for (int pass = 0; pass < kPasses; ++pass) {
+        const uint8_t* next = fp8_row_address<Cfg>(
+            a, next_ids.id[pass], (next_ids.skipped >> pass) & 1u,
+            tile_start + Cfg::kTileN + r0 + pass * kRowsPerPass, kv_head, ignored);
+        if (c_lo == pass && next != nullptr) ptx::prefetch_l2_bulk(next, kFP8RowBytes);
+      }
+    }
+    const Ids after_ids =
+        fetch_row_ids_by<Cfg, kLoaders>(a, src, tile_start + 2 * Cfg::kTileN, token_end, ptid);
+
+    // Rows of passes pp and pp + 1 into registers (48 registers); skipped rows become zeros,
+    // which convert to zeros (their pages may not exist, and a NaN would poison P V).
+    struct PassPair {
+      uint4 latent[2][4], scales[2], rope[2];
+    };
+    auto load_pair = [&](int pp, PassPair& d) {
+#pragma unroll
+      for (int p = 0; p < 2; ++p) {
+        const uint8_t* row = rows[pp + p];
+        if (row != nullptr) {
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            d.latent[p][j] = ptx::ld_global_nc_16(row + (c_lo + 8 * j) * 16);
+          }
+          d.scales[p] = ptx::ld_global_nc_16(row + kFP8ScaleOffset);
+          d.rope[p] = ptx::ld_global_nc_16(row + kFP8RopeOffset + c_lo * 16);
+        } else {
+#pragma unroll
+          for (int j = 0; j < 4; ++j) d.latent[p][j] = make_uint4(0u, 0u, 0u, 0u);
+          d.scales[p] = make_uint4(0u, 0u, 0u, 0u);
+          d.rope[p] = make_uint4(0u, 0u, 0u, 0u);
+        }
+      }
+    };
+    const uint32_t tile = Cfg::kOffKV + b * Cfg::kKVBytes;
+    auto store_pair = [&](int pp, const PassPair& d) {
+#pragma unroll
+      for (int p = 0; p < 2; ++p) {
+        const int r = r0 + (pp + p) * kRowsPerPass;
+        const uint32_t any_bits = d.scales[p].x | d.scales[p].y | d.scales[p].z | d.scales[p].w;
+        if ((any_bits & 0xffffu) == 0) {  // every scale exact in bf16 (FlashMLA's recipe)
+          store_row_part<Cfg, true>(smem, tile, r, c_lo, d.latent[p], d.scales[p], d.rope[p]);
+        } else {
+          store_row_part<Cfg, false>(smem, tile, r, c_lo, d.latent[p], d.scales[p], d.rope[p]);
+        }
+      }
+    };
+    // All four passes' loads go out before the wait for the buffer: registers, not the buffer,
+    // hold them, so their latency overlaps the math warps' work on it.
+    PassPair first, second;
+    load_pair(0, first);
+    load_pair(2, second);
+    if (t >= 2) ptx::bar_sync(kBarEmpty + b, kAll);  // the math warps are done with buffer b
+    if constexpr (Cfg::kSparse) {
+      uint8_t* valid = smem + Cfg::kOffValid + b * Cfg::kTileN;
+      if (c_lo == 0) {
+#pragma unroll
+        for (int pass = 0; pass < kPasses; ++pass) {
+          valid[r0 + pass * kRowsPerPass] = rows[pass] != nullptr;
+        }
+      }
+    }
+    store_pair(0, first);
+    store_pair(2, second);
+    wgmma::fence_proxy_async();  // st.shared (generic proxy) -> the math warps' wgmma reads
+    ptx::bar_arrive(kBarFull + b, kAll);
+    ids = next_ids;
+    next_ids = after_ids;
+  }
+}
+
+// The math warpgroups: decode_piece's wgmma path with the KV tiles from the producer.
+template <class Cfg>
+__device__ __forceinline__ void consume_tiles(uint8_t* smem, const DecodeKernelArgs& a,
+                                              const PieceSource& src, int s_base, int seq_len,
+                                              int kv_head, int row0, int token_begin, int token_end,
+                                              int num_tiles, int split_index, bool write_final) {
+  using Elem = typename Cfg::Elem;
+  static_assert(Cfg::kSWarps == 8 && Cfg::kSNTiles == 4 && Cfg::kMTiles == 4, "wgmma layout");
+  const int tid = threadIdx.x;
+  const int warp = tid >> 5;
+  const int lane = tid & 31;
+  const int g = lane >> 2;
+  const int t4 = lane & 3;
+  const int wm = warp % Cfg::kSWarpsM;
+  const int wn = warp / Cfg::kSWarpsM;  // warpgroup: S tokens 32 wn .., value columns 256 wn ..
+  const int srow0 = wm * 16 + g;
+  const int srow1 = srow0 + 8;
+  float* red = reinterpret_cast<float*>(smem + Cfg::kOffRed);  // [kSWarpsN][kRows]
+  const uint32_t smem_base = ptx::smem_addr(smem);
+
+  load_q_tile<Cfg>(smem, a, src.batch, s_base, kv_head, row0);
+  ptx::cp_async_commit();
+  ptx::cp_async_wait<0>();
+  wgmma::fence_proxy_async();  // Q (cp.async) -> wgmma reads
+  ptx::bar_sync(kBarMath, kMath);
+
+  const int2 limits = key_limits<Cfg>(a, s_base, seq_len, row0, srow0, srow1, token_end);
+  float m0 = -INFINITY, m1 = -INFINITY;  // running maxima (log2 domain)
+  float l0 = 0.f, l1 = 0.f;              // this thread's share of the running sums
+  float o[Cfg::kMTiles][8][4];
+  float(&acc_o)[128] = reinterpret_cast<float(&)[128]>(o);
+#pragma unroll
+  for (int i = 0; i < 128; ++i) acc_o[i] = 0.f;
+
+  for (int t = 0; t < num_tiles; ++t) {
+    const int b = t & 1;
+    const int tile_start = token_begin + t * Cfg::kTileN;
+    const uint32_t kv_stage = smem_base + Cfg::kOffKV + b * Cfg::kKVBytes;
+    const uint8_t* tile_valid = smem + Cfg::kOffValid + (Cfg::kSparse ? b * Cfg::kTileN : 0);
+    // Tile t converted into buffer b. Immediate barrier ids: with the id in a register ptxas
+    // serializes every wgmma of the loop (C7520).
+    if (b == 0) {
+      ptx::bar_sync(kBarFull, kAll);
+    } else {
+      ptx::bar_sync(kBarFull + 1, kAll);
+    }
+
+    // ---- S = Q K^T: this warpgroup's 64 x 32 block, d/16 wgmmas.
+    float sc[Cfg::kSNTiles][4];
+    float(&acc_s)[16] = reinterpret_cast<float(&)[16]>(sc);
+#pragma unroll
+    for (int i = 0; i < 16; ++i) acc_s[i] = 0.f;
+    wgmma::fence();
+    {
+      const uint32_t q_tile = smem_base + Cfg::kOffQ;
+      const uint32_t k_tile = kv_stage + wn * 32 * 128;
+#pragma unroll
+      for (int kk = 0; kk < Cfg::kD / 16; ++kk) {
+        const int blk = kk >> 2;
+        const uint32_t kbyte = (kk & 3) * 32;
+        const uint64_t da = wgmma::make_desc(q_tile + blk * (Cfg::kRows << 7) + kbyte, 16, 1024);
+        const uint64_t db = wgmma::make_desc(k_tile + blk * (Cfg::kTileN << 7) + kbyte, 16, 1024);
+        wgmma::Ops<Elem>::template m64n32<0>(acc_s, da, db);
+      }
+    }
+    wgmma::commit();
+    wgmma::wait<0>();  // also retires this warpgroup's P V(t - 1)
+    wgmma::fence_operands(acc_s);
+    wgmma::fence_operands(acc_o);
+    // Buffer (t - 1) % 2 is free once both warpgroups get here; the producer refills it with
+    // tile t + 1.
+    if (t >= 1 && t + 1 < num_tiles) ptx::bar_arrive(kBarEmpty + (b ^ 1), kAll);
+
+    // ---- Scale to the log2 domain, mask, and take this warp's row maxima.
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int nt = 0; nt < Cfg::kSNTiles; ++nt) {
+      const int col = wn * Cfg::kSNTiles * 8 + nt * 8 + 2 * t4;
+      const int tok = tile_start + col;
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const bool keep = !Cfg::kSparse || tile_valid[col + e];
+        sc[nt][e] = keep && tok + e < limits.x ? sc[nt][e] * a.scale_log2 : -INFINITY;
+        sc[nt][2 + e] = keep && tok + e < limits.y ? sc[nt][2 + e] * a.scale_log2 : -INFINITY;
+        mx0 = fmaxf(mx0, sc[nt][e]);
+        mx1 = fmaxf(mx1, sc[nt][2 + e]);
+      }
+    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    if (t4 == 0) {
+      red[wn * Cfg::kRows + srow0] = mx0;
+      red[wn * Cfg::kRows + srow1] = mx1;
+    }
+    ptx::bar_sync(kBarMath, kMath);  // both warpgroups' row maxima in `red`
+
+    // ---- Online softmax: new maxima, rescale factors, P = exp2(S - m) to shared memory.
+    float tmax0 = -INFINITY, tmax1 = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < Cfg::kSWarpsN; ++w) {
+      tmax0 = fmaxf(tmax0, red[w * Cfg::kRows + srow0]);
+      tmax1 = fmaxf(tmax1, red[w * Cfg::kRows + srow1]);
+    }
+    const float new0 = fmaxf(m0, tmax0), new1 = fmaxf(m1, tmax1);
+    // A row that has seen no key yet keeps max -inf; subtract 0 then so exp2 gives 0, not NaN.
+    const float use0 = new0 == -INFINITY ? 0.f : new0;
+    const float use1 = new1 == -INFINITY ? 0.f : new1;
+    const float alpha0 = ptx::exp2_approx(m0 - use0);
+    const float alpha1 = ptx::exp2_approx(m1 - use1);
+    m0 = new0;
+    m1 = new1;
+    float sum0 = 0.f, sum1 = 0.f;
+    uint8_t* sp = smem + Cfg::kOffP;
+#pragma unroll
+    for (int nt = 0; nt < Cfg::kSNTiles; ++nt) {
+      const float p0 = ptx::exp2_approx(sc[nt][0] - use0);
+      const float p1 = ptx::exp2_approx(sc[nt][1] - use0);
+      const float p2 = ptx::exp2_approx(sc[nt][2] - use1);
+      const float p3 = ptx::exp2_approx(sc[nt][3] - use1);
+      sum0 += p0 + p1;
+      sum1 += p2 + p3;
+      const int col = wn * Cfg::kSNTiles * 8 + nt * 8 + 2 * t4;
+      const int chunk = col >> 3;
+      const uint32_t in_chunk = (col & 7) * 2;
+      *reinterpret_cast<uint32_t*>(sp + p_chunk_offset<Cfg::kPRowBytes>(srow0, chunk) + in_chunk) =
+          ptx::pack2<Elem>(p0, p1);
+      *reinterpret_cast<uint32_t*>(sp + p_chunk_offset<Cfg::kPRowBytes>(srow1, chunk) + in_chunk) =
+          ptx::pack2<Elem>(p2, p3);
+    }
+    l0 = l0 * alpha0 + sum0;
+    l1 = l1 * alpha1 + sum1;
+    wgmma::fence_proxy_async();      // P -> wgmma reads
+    ptx::bar_sync(kBarMath, kMath);  // P visible to both warpgroups
+
+    // ---- O = O * alpha + P V over this warpgroup's 256 value columns; not waited for here
+    // (the next S wait, or the epilogue's, retires it).
+#pragma unroll
+    for (int i = 0; i < 128; ++i) acc_o[i] *= (i & 2) ? alpha1 : alpha0;
+    wgmma::fence_operands(acc_o);
+    wgmma::fence();
+    {
+      const uint32_t p_tile = smem_base + Cfg::kOffP;
+      const uint32_t v_tile = kv_stage + wn * 4 * (Cfg::kTileN << 7);
+#pragma unroll
+      for (int kk = 0; kk < Cfg::kTileN / 16; ++kk) {
+        const uint64_t da = wgmma::make_desc(p_tile + kk * 32, 16, 1024);
+        const uint64_t db = wgmma::make_desc(v_tile + kk * 16 * 128, Cfg::kTileN * 128, 1024);
+        wgmma::Ops<Elem>::template m64n256<1>(acc_o, da, db);
+      }
+    }
+    wgmma::commit();
+  }
+  wgmma::wait<0>();  // the last tile's P V
+  wgmma::fence_operands(acc_o);
+
+  finish_piece<Cfg>(smem, a, src, s_base, kv_head, row0, split_index, write_final,
+                    /*bad=*/false, m0, m1, l0, l1, o);
+}
+
+// The kernel body: the warpgroups take their roles and registers once, then each walks the
+// worker's pieces (piece_of, as decode_kernel does) with its own loop. The role test goes
+// through a shuffle so that ptxas sees it as warp-uniform.
+template <class Cfg>
+__device__ __forceinline__ void run_roles(uint8_t* smem, const DecodeKernelArgs& a, int kv_head,
+                                          int row0, int begin_seq, int begin_token, int end_seq,
+                                          int end_token, int begin_split) {
+  static_assert(Cfg::kWarpSpecialized && Cfg::kRows == 64 && Cfg::kTileN == 64 &&
+                Cfg::kThreads == 256 && Cfg::kProducerThreads == 128);
+  auto tiles_of = [](const Piece& p) {
+    return p.token_end > p.token_begin
+               ? (p.token_end - p.token_begin + Cfg::kTileN - 1) / Cfg::kTileN
+               : 0;
+  };
+  const int warpgroup = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x) / 128, 0);
+  if (warpgroup == 2) {
+    ptx::setmaxnreg_dec<kProducerRegs>();
+    for (int seq = begin_seq; seq <= end_seq; ++seq) {
+      const Piece p =
+          piece_of<Cfg>(a, seq, begin_seq, begin_token, end_seq, end_token, begin_split);
+      __syncthreads();  // the previous piece is done with every shared buffer (all 384 threads)
+      bool bad = false;
+      produce_tiles<Cfg>(smem, a, p.src, kv_head, p.token_begin, p.token_end, tiles_of(p), bad);
+      // finish_piece's two CTA-wide barriers, from the producer's side.
+      __syncthreads_or(bad);
+      __syncthreads();
+    }
+  } else {
+    ptx::setmaxnreg_inc<kMathRegs>();
+    for (int seq = begin_seq; seq <= end_seq; ++seq) {
+      const Piece p =
+          piece_of<Cfg>(a, seq, begin_seq, begin_token, end_seq, end_token, begin_split);
+      __syncthreads();  // the previous piece is done with every shared buffer (all 384 threads)
+      consume_tiles<Cfg>(smem, a, p.src, p.s_base, p.seq_len, kv_head, row0, p.token_begin,
+                         p.token_end, tiles_of(p), p.split_index, p.write_final);
+    }
+  }
+}
+
+}  // namespace fp8ws
+
+}  // namespace flashmla::detail::cuda::sm90
