@@ -15,7 +15,7 @@
 // the producer: 8 threads per row, 16 rows per pass, 4 passes per tile; per pass a thread loads
 // 16-byte chunks c_lo + 8 j (j = 0..3, one per scale group) of the row's 512 FP8 values, the
 // row's scales and rope chunk c_lo, converts and stores them swizzled (tile_chunk_offset), and
-// prefetches the next tile's rows into L2 with one bulk prefetch per row.
+// prefetches the next tile's rows into L2, one 128-byte line per thread.
 //
 // Shared memory (bytes): Q 73728 + KV 2 x 73728 + P 8192 + red 512 + row 256 (+ sparse validity
 // 2 x 64) = 230144 (230272) of 232448; no staging buffers, no mbarriers.
@@ -52,8 +52,8 @@ inline constexpr int kBarEmpty = 9;  // + buffer
 inline constexpr int kBarMath = 11;  // the two math warpgroups only
 inline constexpr int kAll = 384;
 inline constexpr int kMath = 256;
-inline constexpr int kMathRegs = 192;
-inline constexpr int kProducerRegs = 128;
+inline constexpr int kMathRegs = 184;
+inline constexpr int kProducerRegs = 144;
 static_assert(2 * 128 * kMathRegs + 128 * kProducerRegs <= 65536, "one SM's register file");
 
 // One producer thread's share of one FP8 row: chunks c_lo + 8 j of the latent, the scales and
@@ -103,7 +103,9 @@ __device__ __forceinline__ void produce_tiles(uint8_t* smem, const DecodeKernelA
       rows[pass] = fp8_row_address<Cfg>(a, ids.id[pass], (ids.skipped >> pass) & 1u,
                                         tile_start + r0 + pass * kRowsPerPass, kv_head, bad);
     }
-    // The next tile's rows into L2 now, so that its register loads wait on L2, not DRAM.
+    // The next tile's rows into L2 now, so that its register loads wait on L2, not DRAM: the 8
+    // threads of a row each prefetch one of its (at most 7) 128-byte lines. (A bulk prefetch
+    // per row takes a uniform address, which ptxas turns into a loop over the warp's rows.)
     if (t + 1 < num_tiles) {
       bool ignored = false;  // judged when that tile is loaded
 #pragma unroll
@@ -111,7 +113,9 @@ __device__ __forceinline__ void produce_tiles(uint8_t* smem, const DecodeKernelA
         const uint8_t* next = fp8_row_address<Cfg>(
             a, next_ids.id[pass], (next_ids.skipped >> pass) & 1u,
             tile_start + Cfg::kTileN + r0 + pass * kRowsPerPass, kv_head, ignored);
-        if (c_lo == pass && next != nullptr) ptx::prefetch_l2_bulk(next, kFP8RowBytes);
+        if (next != nullptr && c_lo < 7) {
+          ptx::prefetch_l2(next + (c_lo < 6 ? c_lo * 128 : kFP8RowBytes - 1));
+        }
       }
     }
     const Ids after_ids =

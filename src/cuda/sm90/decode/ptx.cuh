@@ -84,9 +84,9 @@ __device__ __forceinline__ uint4 ld_global_nc_16(const void* src) {
                : "l"(src));
   return v;
 }
-// Starts bringing `bytes` (a multiple of 16, 16-byte aligned) at `src` into L2; no completion.
-__device__ __forceinline__ void prefetch_l2_bulk(const void* src, uint32_t bytes) {
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");
+// Starts bringing the cache line holding `src` into L2; no completion, no registers held.
+__device__ __forceinline__ void prefetch_l2(const void* src) {
+  asm volatile("prefetch.global.L2 [%0];\n" ::"l"(src));
 }
 // Register budget of the calling warpgroup (all its warps execute it): setmaxnreg.
 template <int kRegs>
