@@ -122,7 +122,10 @@ struct DecodeConfig {
       kOffMax + (kPingPong ? 2 * kRows * 4 : 0);  // uint8 [slots][kTileN]
   // FP8: one mbarrier per staging buffer (its bulk copies' completion).
   static constexpr int kOffBar = (kOffValid + kValidSlots * kTileN + 7) / 8 * 8;
-  static constexpr int kSmemBytes = kOffBar + (kStaging ? kStages * 8 : 0);
+  // Warp-specialized: the producer's `bad` (a row id outside the cache) for the epilogue.
+  static constexpr int kOffBadFlag = kOffBar;
+  static constexpr int kSmemBytes =
+      kOffBar + (kStaging ? kStages * 8 : 0) + (kWarpSpecialized ? 8 : 0);
   static_assert(kSmemBytes <= 227 * 1024, "exceeds the 227 KB a Hopper CTA may use");
   // Two CTAs share an SM when both fit its 228 KB (1 KB of it reserved per CTA); the launch
   // bounds then cap registers at 128 per thread.
@@ -193,6 +196,38 @@ __device__ __forceinline__ int2 key_limits(const DecodeKernelArgs& a, int s_base
   return make_int2(limit0, limit1);
 }
 
+// Named barrier ids of the warp-specialized FP8 loop (decode_piece_fp8_ws.cuh). That kernel never
+// uses barrier 0: its two roles would reach it at different instructions, which the aligned
+// bar.sync / bar.red do not allow (ptxas duplicated the epilogue's bar.red into one branch of the
+// math warps, and the kernel hung on the H200).
+namespace fp8ws {
+inline constexpr int kBarFull = 7;    // + buffer: a converted KV tile is stored
+inline constexpr int kBarEmpty = 9;   // + buffer: the math warps are done with it
+inline constexpr int kBarMath = 11;   // the two math warpgroups only
+inline constexpr int kBarPiece = 12;  // all three warpgroups: a piece starts
+}  // namespace fp8ws
+
+// The epilogue's barriers among the threads that hold the output. The warp-specialized kernel's
+// math warps sync among themselves and read the producer's `bad` from shared memory (stored
+// before its last tile's FULL arrival).
+template <class Cfg>
+__device__ __forceinline__ bool epilogue_sync_or(const uint8_t* smem, bool bad) {
+  if constexpr (Cfg::kWarpSpecialized) {
+    ptx::bar_sync(fp8ws::kBarMath, Cfg::kThreads);
+    return bad || *reinterpret_cast<const volatile int*>(smem + Cfg::kOffBadFlag) != 0;
+  } else {
+    return __syncthreads_or(bad) != 0;
+  }
+}
+template <class Cfg>
+__device__ __forceinline__ void epilogue_sync() {
+  if constexpr (Cfg::kWarpSpecialized) {
+    ptx::bar_sync(fp8ws::kBarMath, Cfg::kThreads);
+  } else {
+    __syncthreads();
+  }
+}
+
 // Epilogue of a piece, shared by both loops (every tensor op and copy of the piece issued; the
 // wgmma path has waited for its last P V): total row sums, lse, and the normalized output. Thread
 // layout as in the loops: warp `warp` = (row block wm, column warp wn), rows srow0 / srow1; the
@@ -230,7 +265,7 @@ __device__ __forceinline__ void finish_piece(uint8_t* smem, const DecodeKernelAr
     }
   }
   // Also: is any lane's piece bad (a block id outside the cache)? Then the whole piece is NaN.
-  const bool any_bad = __syncthreads_or(bad) != 0;
+  const bool any_bad = epilogue_sync_or<Cfg>(smem, bad);
 
   // Row gr holds query token s_base + gr / q_per_kv, head kv_head * q_per_kv + gr % q_per_kv of
   // batch entry src.batch; a split's partial rows are [(s - s_base) * h_q + h].
@@ -278,7 +313,7 @@ __device__ __forceinline__ void finish_piece(uint8_t* smem, const DecodeKernelAr
       row_val[r] = inv;
     }
   }
-  __syncthreads();  // 1/l per row is visible
+  epilogue_sync<Cfg>();  // 1/l per row is visible
 
   if (!pv_warp) return;
   if constexpr (Cfg::kWgmma) {

@@ -20,18 +20,21 @@
 // Shared memory (bytes): Q 73728 + KV 2 x 73728 + P 8192 + red 512 + row 256 (+ sparse validity
 // 2 x 64) = 230144 (230272) of 232448; no staging buffers, no mbarriers.
 //
-// Barriers (named; 0 is __syncthreads):
-//   FULL[b] (7 + b, 384 threads): the producer arrives once tile t (b = t % 2) and its validity
-//     bytes are stored and fenced for the async proxy; the math warps sync before S(t).
+// Barriers (named only, ids in decode_kernel.cuh: the roles never meet at barrier 0, whose aligned
+// bar.sync / bar.red each role would reach at a different instruction):
+//   PIECE (12, 384 threads): a piece starts; the previous one is done with every shared buffer.
+//   FULL[b] (7 + b, 384): the producer arrives once tile t (b = t % 2) and its validity bytes
+//     (and the `bad` flag) are stored and fenced for the async proxy; the math warps sync before
+//     S(t).
 //   EMPTY[b] (9 + b, 384): the math warps arrive after waiting for S(t + 1), which retires their
 //     P V(t), the last reader of buffer b (and validity slot b, read before P V), if tile t + 2
 //     exists; the producer syncs before it stores tile t + 2 into buffer b.
-//   MATH (11, 256): the math warps' own barriers (row maxima; P published), in place of
-//     decode_piece's __syncthreads.
+//   MATH (11, 256): the math warps' own barriers (Q loaded; row maxima; P published; the two of
+//     the epilogue), in place of decode_piece's __syncthreads.
 // Phases: one FULL phase per tile; one EMPTY phase per tile t with t + 2 < n, arrived and synced
-// under that same condition; so every phase is complete when the piece ends. A piece starts with
-// __syncthreads (all 384) and ends with finish_piece's two CTA-wide barriers, which the producer
-// mirrors (contributing `bad`: row ids outside the cache).
+// under that same condition; so every phase is complete when the piece ends. The producer flags
+// row ids outside the cache in shared memory (kOffBadFlag, cleared by the math warps before
+// PIECE), and the epilogue turns the piece into NaN.
 //
 // Registers: ptxas compiles for 168 per thread (384 threads, one CTA per SM); setmaxnreg then
 // moves 32 per thread from the producer (136) to the math warpgroups (184); ptxas allocates each
@@ -48,9 +51,6 @@
 namespace flashmla::detail::cuda::sm90 {
 
 namespace fp8ws {
-inline constexpr int kBarFull = 7;   // + buffer
-inline constexpr int kBarEmpty = 9;  // + buffer
-inline constexpr int kBarMath = 11;  // the two math warpgroups only
 inline constexpr int kAll = 384;
 inline constexpr int kMath = 256;
 inline constexpr int kMathRegs = 184;
@@ -180,6 +180,7 @@ __device__ __forceinline__ void produce_tiles(uint8_t* smem, const DecodeKernelA
     }
     store_pair(0, first);
     store_pair(2, second);
+    if (bad) *reinterpret_cast<volatile int*>(smem + Cfg::kOffBadFlag) = 1;  // for the epilogue
     wgmma::fence_proxy_async();  // st.shared (generic proxy) -> the math warps' wgmma reads
     ptx::bar_arrive(kBarFull + b, kAll);
     ids = next_ids;
@@ -368,19 +369,18 @@ __device__ __forceinline__ void run_roles(uint8_t* smem, const DecodeKernelArgs&
     for (int seq = begin_seq; seq <= end_seq; ++seq) {
       const Piece p =
           piece_of<Cfg>(a, seq, begin_seq, begin_token, end_seq, end_token, begin_split);
-      __syncthreads();  // the previous piece is done with every shared buffer (all 384 threads)
+      ptx::bar_sync(kBarPiece, kAll);  // the previous piece is done with every shared buffer
       bool bad = false;
       produce_tiles<Cfg>(smem, a, p.src, kv_head, p.token_begin, p.token_end, tiles_of(p), bad);
-      // finish_piece's two CTA-wide barriers, from the producer's side.
-      __syncthreads_or(bad);
-      __syncthreads();
     }
   } else {
     ptx::setmaxnreg_inc<kMathRegs>();
     for (int seq = begin_seq; seq <= end_seq; ++seq) {
       const Piece p =
           piece_of<Cfg>(a, seq, begin_seq, begin_token, end_seq, end_token, begin_split);
-      __syncthreads();  // the previous piece is done with every shared buffer (all 384 threads)
+      // The previous piece's epilogue has read the producer's flag; clear it for this one.
+      if (threadIdx.x == 0) *reinterpret_cast<volatile int*>(smem + Cfg::kOffBadFlag) = 0;
+      ptx::bar_sync(kBarPiece, kAll);  // the previous piece is done with every shared buffer
       consume_tiles<Cfg>(smem, a, p.src, p.s_base, p.seq_len, kv_head, row0, p.token_begin,
                          p.token_end, tiles_of(p), p.split_index, p.write_final);
     }
