@@ -37,8 +37,10 @@
 // PIECE), and the epilogue turns the piece into NaN.
 //
 // Registers: ptxas compiles for 168 per thread (384 threads, one CTA per SM); setmaxnreg then
-// moves 32 per thread from the producer (136) to the math warpgroups (184); ptxas allocates each
-// role's code within its limit (no spills at 184 / 136; 176 / 152 spills 16 bytes).
+// moves 16 per thread from the producer (152) to the math warpgroups (176); ptxas allocates each
+// role's code within its limit. The producer's register ring needs more than 136 (184 / 136
+// spills 76-108 bytes), the math warps more than 168; at 176 / 152 the sparse kernel has no
+// spills and the dense one 16 bytes.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -53,8 +55,8 @@ namespace flashmla::detail::cuda::sm90 {
 namespace fp8ws {
 inline constexpr int kAll = 384;
 inline constexpr int kMath = 256;
-inline constexpr int kMathRegs = 184;
-inline constexpr int kProducerRegs = 136;
+inline constexpr int kMathRegs = 176;
+inline constexpr int kProducerRegs = 152;
 // setmaxnreg.inc only takes registers that this CTA's own setmaxnreg.dec gave back: the three
 // warpgroups must fit in what the launch gave them (168 each at 384 threads), or the math warps
 // wait forever (the first draft asked for 184 + 184 + 144 = 512 > 504 and hung).
@@ -80,8 +82,32 @@ __device__ __forceinline__ void store_row_part(uint8_t* smem, uint32_t tile, int
   *reinterpret_cast<uint4*>(smem + tile + tile_chunk_offset<Cfg::kTileN>(r, 64 + c_lo)) = rope;
 }
 
+// One producer thread's share of one FP8 row (pass) in registers: 24 of them.
+struct FP8RowPart {
+  uint4 latent[4], scales, rope;
+};
+
+// Loads this thread's part of `row` (nullptr: a skipped row, which becomes zeros and converts to
+// zeros; its page may not exist, and a NaN would poison P V).
+__device__ __forceinline__ void load_row_part(const uint8_t* row, int c_lo, FP8RowPart& d) {
+  if (row != nullptr) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) d.latent[j] = ptx::ld_global_nc_16(row + (c_lo + 8 * j) * 16);
+    d.scales = ptx::ld_global_nc_16(row + kFP8ScaleOffset);
+    d.rope = ptx::ld_global_nc_16(row + kFP8RopeOffset + c_lo * 16);
+  } else {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) d.latent[j] = make_uint4(0u, 0u, 0u, 0u);
+    d.scales = make_uint4(0u, 0u, 0u, 0u);
+    d.rope = make_uint4(0u, 0u, 0u, 0u);
+  }
+}
+
 // The producer warpgroup: every tile of the piece into KV buffer t % 2 (see the file comment).
-// Rows must be 16-byte aligned (the launcher checks kv_aligned).
+// Rows must be 16-byte aligned (the launcher checks kv_aligned). The four passes of a tile live
+// in four register slots, a ring: once pass p of tile t is converted and stored, slot p loads
+// pass p of tile t + 1, so the next tile's loads are in flight while this one converts and while
+// the producer waits for a free buffer.
 template <class Cfg>
 __device__ __forceinline__ void produce_tiles(uint8_t* smem, const DecodeKernelArgs& a,
                                               const PieceSource& src, int kv_head, int token_begin,
@@ -89,102 +115,91 @@ __device__ __forceinline__ void produce_tiles(uint8_t* smem, const DecodeKernelA
   constexpr int kLoaders = Cfg::kProducerThreads;
   constexpr int kRowsPerPass = kLoaders / 8;
   constexpr int kPasses = Cfg::kTileN / kRowsPerPass;
-  static_assert(kPasses == 4, "a tile is two pairs of passes");
+  static_assert(kPasses == 4, "four register slots per thread");
   using Ids = KVRowIds<Cfg, kLoaders>;
   const int ptid = threadIdx.x - Cfg::kThreads;
   const int c_lo = ptid & 7;
   const int r0 = ptid >> 3;
-  // Row ids one and two tiles ahead of the copy (the dependent loads of the addresses never wait
-  // for them).
-  Ids ids = fetch_row_ids_by<Cfg, kLoaders>(a, src, token_begin, token_end, ptid);
-  Ids next_ids =
-      fetch_row_ids_by<Cfg, kLoaders>(a, src, token_begin + Cfg::kTileN, token_end, ptid);
-  for (int t = 0; t < num_tiles; ++t) {
-    const int b = t & 1;
-    const int tile_start = token_begin + t * Cfg::kTileN;
-    const uint8_t* rows[kPasses];
+  if (num_tiles == 0) return;
+  // Row addresses of the tile at `tile_start` (a row id is only inspected here, at least one
+  // tile after its fetch).
+  auto rows_of = [&](const Ids& ids, int tile_start, bool& flag, const uint8_t*(&rows)[kPasses]) {
 #pragma unroll
     for (int pass = 0; pass < kPasses; ++pass) {
       rows[pass] = fp8_row_address<Cfg>(a, ids.id[pass], (ids.skipped >> pass) & 1u,
-                                        tile_start + r0 + pass * kRowsPerPass, kv_head, bad);
+                                        tile_start + r0 + pass * kRowsPerPass, kv_head, flag);
     }
-    // The next tile's rows into L2 now, so that its register loads wait on L2, not DRAM: the 8
-    // threads of a row each prefetch one of its (at most 7) 128-byte lines. (A bulk prefetch
-    // per row takes a uniform address, which ptxas turns into a loop over the warp's rows.)
-    if (t + 1 < num_tiles) {
+  };
+  // Ids of tiles t + 1 and t + 2 (fetched one and two tiles ahead of their use).
+  Ids ids_next = fetch_row_ids_by<Cfg, kLoaders>(a, src, token_begin, token_end, ptid);
+  Ids ids_after =
+      fetch_row_ids_by<Cfg, kLoaders>(a, src, token_begin + Cfg::kTileN, token_end, ptid);
+  FP8RowPart slot[kPasses];
+  const uint8_t* rows[kPasses];
+  rows_of(ids_next, token_begin, bad, rows);
+#pragma unroll
+  for (int pass = 0; pass < kPasses; ++pass) load_row_part(rows[pass], c_lo, slot[pass]);
+  ids_next = ids_after;
+  ids_after =
+      fetch_row_ids_by<Cfg, kLoaders>(a, src, token_begin + 2 * Cfg::kTileN, token_end, ptid);
+
+  for (int t = 0; t < num_tiles; ++t) {
+    const int b = t & 1;
+    const int tile_start = token_begin + t * Cfg::kTileN;
+    const bool has_next = t + 1 < num_tiles;
+    uint32_t valid_bits = 0;  // rows of tile t that exist (sparse validity bytes)
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass) valid_bits |= (rows[pass] != nullptr) << pass;
+    const uint8_t* next_rows[kPasses] = {nullptr, nullptr, nullptr, nullptr};
+    if (has_next) rows_of(ids_next, tile_start + Cfg::kTileN, bad, next_rows);
+    // Tile t + 2's rows into L2 now, so that its register loads, issued during tile t + 1, wait
+    // on L2, not DRAM: the 8 threads of a row each prefetch one of its (at most 7) 128-byte
+    // lines. (A bulk prefetch per row takes a uniform address, which ptxas turns into a loop
+    // over the warp's rows.)
+    if (t + 2 < num_tiles) {
       bool ignored = false;  // judged when that tile is loaded
+      const uint8_t* ahead[kPasses];
+      rows_of(ids_after, tile_start + 2 * Cfg::kTileN, ignored, ahead);
 #pragma unroll
       for (int pass = 0; pass < kPasses; ++pass) {
-        const uint8_t* next = fp8_row_address<Cfg>(
-            a, next_ids.id[pass], (next_ids.skipped >> pass) & 1u,
-            tile_start + Cfg::kTileN + r0 + pass * kRowsPerPass, kv_head, ignored);
-        if (next != nullptr && c_lo < 7) {
-          ptx::prefetch_l2(next + (c_lo < 6 ? c_lo * 128 : kFP8RowBytes - 1));
+        if (ahead[pass] != nullptr && c_lo < 7) {
+          ptx::prefetch_l2(ahead[pass] + (c_lo < 6 ? c_lo * 128 : kFP8RowBytes - 1));
         }
       }
     }
-    const Ids after_ids =
-        fetch_row_ids_by<Cfg, kLoaders>(a, src, tile_start + 2 * Cfg::kTileN, token_end, ptid);
+    const Ids ids_third =
+        fetch_row_ids_by<Cfg, kLoaders>(a, src, tile_start + 3 * Cfg::kTileN, token_end, ptid);
 
-    // Rows of passes pp and pp + 1 into registers (48 registers); skipped rows become zeros,
-    // which convert to zeros (their pages may not exist, and a NaN would poison P V).
-    struct PassPair {
-      uint4 latent[2][4], scales[2], rope[2];
-    };
-    auto load_pair = [&](int pp, PassPair& d) {
-#pragma unroll
-      for (int p = 0; p < 2; ++p) {
-        const uint8_t* row = rows[pp + p];
-        if (row != nullptr) {
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            d.latent[p][j] = ptx::ld_global_nc_16(row + (c_lo + 8 * j) * 16);
-          }
-          d.scales[p] = ptx::ld_global_nc_16(row + kFP8ScaleOffset);
-          d.rope[p] = ptx::ld_global_nc_16(row + kFP8RopeOffset + c_lo * 16);
-        } else {
-#pragma unroll
-          for (int j = 0; j < 4; ++j) d.latent[p][j] = make_uint4(0u, 0u, 0u, 0u);
-          d.scales[p] = make_uint4(0u, 0u, 0u, 0u);
-          d.rope[p] = make_uint4(0u, 0u, 0u, 0u);
-        }
-      }
-    };
-    const uint32_t tile = Cfg::kOffKV + b * Cfg::kKVBytes;
-    auto store_pair = [&](int pp, const PassPair& d) {
-#pragma unroll
-      for (int p = 0; p < 2; ++p) {
-        const int r = r0 + (pp + p) * kRowsPerPass;
-        const uint32_t any_bits = d.scales[p].x | d.scales[p].y | d.scales[p].z | d.scales[p].w;
-        if ((any_bits & 0xffffu) == 0) {  // every scale exact in bf16 (FlashMLA's recipe)
-          store_row_part<Cfg, true>(smem, tile, r, c_lo, d.latent[p], d.scales[p], d.rope[p]);
-        } else {
-          store_row_part<Cfg, false>(smem, tile, r, c_lo, d.latent[p], d.scales[p], d.rope[p]);
-        }
-      }
-    };
-    // All four passes' loads go out before the wait for the buffer: registers, not the buffer,
-    // hold them, so their latency overlaps the math warps' work on it.
-    PassPair first, second;
-    load_pair(0, first);
-    load_pair(2, second);
     if (t >= 2) ptx::bar_sync(kBarEmpty + b, kAll);  // the math warps are done with buffer b
     if constexpr (Cfg::kSparse) {
       uint8_t* valid = smem + Cfg::kOffValid + b * Cfg::kTileN;
       if (c_lo == 0) {
 #pragma unroll
         for (int pass = 0; pass < kPasses; ++pass) {
-          valid[r0 + pass * kRowsPerPass] = rows[pass] != nullptr;
+          valid[r0 + pass * kRowsPerPass] = (valid_bits >> pass) & 1u;
         }
       }
     }
-    store_pair(0, first);
-    store_pair(2, second);
+    const uint32_t tile = Cfg::kOffKV + b * Cfg::kKVBytes;
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass) {
+      const FP8RowPart& d = slot[pass];
+      const int r = r0 + pass * kRowsPerPass;
+      const uint32_t any_bits = d.scales.x | d.scales.y | d.scales.z | d.scales.w;
+      if ((any_bits & 0xffffu) == 0) {  // every scale exact in bf16 (FlashMLA's recipe)
+        store_row_part<Cfg, true>(smem, tile, r, c_lo, d.latent, d.scales, d.rope);
+      } else {
+        store_row_part<Cfg, false>(smem, tile, r, c_lo, d.latent, d.scales, d.rope);
+      }
+      if (has_next) load_row_part(next_rows[pass], c_lo, slot[pass]);
+    }
     if (bad) *reinterpret_cast<volatile int*>(smem + Cfg::kOffBadFlag) = 1;  // for the epilogue
     wgmma::fence_proxy_async();  // st.shared (generic proxy) -> the math warps' wgmma reads
     ptx::bar_arrive(kBarFull + b, kAll);
-    ids = next_ids;
-    next_ids = after_ids;
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass) rows[pass] = next_rows[pass];
+    ids_next = ids_after;
+    ids_after = ids_third;
   }
 }
 
