@@ -4,6 +4,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <string>
 
 #include "cuda/common/check.h"
@@ -43,6 +44,11 @@ void launch_decode(const DecodeKernelArgs& a, cudaStream_t stream) {
 //   64 rows, bf16/fp16 rows: the ping-pong loop (decode_piece_pingpong.cuh) unless the
 //   environment sets FLASHMLA_DECODE_64ROW=serial, which selects the serial loop (Rows64) for
 //   A/B comparison; FP8 rows always take the serial loop.
+template <class Base, int kExp>
+struct WsExperiment : Base {
+  static constexpr int kWsExperiment = kExp;
+};
+
 template <typename Elem, int kD, bool kFP8, bool kSparse>
 struct DecodeConfigs {
   using Rows16 =
@@ -120,7 +126,20 @@ void launch_decode_for_rows(const DecodeKernelArgs& a, int tile_rows, cudaStream
     launch_decode<typename Configs::Rows32>(a, stream);
   } else if constexpr (kFP8) {
     if (fp8_64row_warp_specialized() && a.kv_aligned) {
-      launch_decode<typename Configs::Rows64WarpSpecialized>(a, stream);
+      using Ws = typename Configs::Rows64WarpSpecialized;
+      static const int exp = [] {
+        const char* e = std::getenv("FLASHMLA_WS_EXP");
+        return e != nullptr ? std::atoi(e) : 0;
+      }();
+      if (exp == 1) {
+        launch_decode<WsExperiment<Ws, 1>>(a, stream);
+      } else if (exp == 2) {
+        launch_decode<WsExperiment<Ws, 2>>(a, stream);
+      } else if (exp == 3) {
+        launch_decode<WsExperiment<Ws, 3>>(a, stream);
+      } else {
+        launch_decode<Ws>(a, stream);
+      }
       return;
     }
     launch_decode<typename Configs::Rows64>(a, stream);

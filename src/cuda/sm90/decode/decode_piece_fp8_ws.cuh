@@ -74,7 +74,12 @@ __device__ __forceinline__ void store_row_part(uint8_t* smem, uint32_t tile, int
   for (int j = 0; j < 4; ++j) {
     const float scale = __uint_as_float(scale_bits[j]);
     uint4 lo, hi;
-    dequant_16<kBf16Scale>(latent[j], scale, __float2bfloat162_rn(scale), lo, hi);
+    if constexpr (Cfg::kWsExperiment == 1) {
+      lo = latent[j];
+      hi = latent[j];
+    } else {
+      dequant_16<kBf16Scale>(latent[j], scale, __float2bfloat162_rn(scale), lo, hi);
+    }
     const int chunk = 2 * (c_lo + 8 * j);  // 8 bf16 values per chunk
     *reinterpret_cast<uint4*>(smem + tile + tile_chunk_offset<Cfg::kTileN>(r, chunk)) = lo;
     *reinterpret_cast<uint4*>(smem + tile + tile_chunk_offset<Cfg::kTileN>(r, chunk + 1)) = hi;
@@ -138,7 +143,7 @@ __device__ __forceinline__ void produce_tiles(uint8_t* smem, const DecodeKernelA
   const uint8_t* rows[kPasses];
   rows_of(ids_next, token_begin, bad, rows);
 #pragma unroll
-  for (int pass = 0; pass < kPasses; ++pass) load_row_part(rows[pass], c_lo, slot[pass]);
+  for (int pass = 0; pass < kPasses; ++pass) load_row_part(Cfg::kWsExperiment == 2 ? nullptr : rows[pass], c_lo, slot[pass]);
   ids_next = ids_after;
   ids_after =
       fetch_row_ids_by<Cfg, kLoaders>(a, src, token_begin + 2 * Cfg::kTileN, token_end, ptid);
@@ -191,7 +196,9 @@ __device__ __forceinline__ void produce_tiles(uint8_t* smem, const DecodeKernelA
       } else {
         store_row_part<Cfg, false>(smem, tile, r, c_lo, d.latent, d.scales, d.rope);
       }
-      if (has_next) load_row_part(next_rows[pass], c_lo, slot[pass]);
+      if (has_next) {
+        load_row_part(Cfg::kWsExperiment == 2 ? nullptr : next_rows[pass], c_lo, slot[pass]);
+      }
     }
     if (bad) *reinterpret_cast<volatile int*>(smem + Cfg::kOffBadFlag) = 1;  // for the epilogue
     wgmma::fence_proxy_async();  // st.shared (generic proxy) -> the math warps' wgmma reads
@@ -265,7 +272,7 @@ __device__ __forceinline__ void consume_tiles(uint8_t* smem, const DecodeKernelA
         const uint32_t kbyte = (kk & 3) * 32;
         const uint64_t da = wgmma::make_desc(q_tile + blk * (Cfg::kRows << 7) + kbyte, 16, 1024);
         const uint64_t db = wgmma::make_desc(k_tile + blk * (Cfg::kTileN << 7) + kbyte, 16, 1024);
-        wgmma::Ops<Elem>::template m64n32<0>(acc_s, da, db);
+        if constexpr (Cfg::kWsExperiment != 3) wgmma::Ops<Elem>::template m64n32<0>(acc_s, da, db);
       }
     }
     wgmma::commit();
@@ -352,7 +359,7 @@ __device__ __forceinline__ void consume_tiles(uint8_t* smem, const DecodeKernelA
       for (int kk = 0; kk < Cfg::kTileN / 16; ++kk) {
         const uint64_t da = wgmma::make_desc(p_tile + kk * 32, 16, 1024);
         const uint64_t db = wgmma::make_desc(v_tile + kk * 16 * 128, Cfg::kTileN * 128, 1024);
-        wgmma::Ops<Elem>::template m64n256<1>(acc_o, da, db);
+        if constexpr (Cfg::kWsExperiment != 3) wgmma::Ops<Elem>::template m64n256<1>(acc_o, da, db);
       }
     }
     wgmma::commit();
