@@ -65,9 +65,6 @@ struct DecodeConfig {
   // alternating buffers while the two math warpgroups run the serial loop on the other one.
   static constexpr bool kWarpSpecialized = kWarpSpecialized_;
   static constexpr int kProducerThreads = kWarpSpecialized ? 128 : 0;
-  // A/B experiments of the warp-specialized loop (FLASHMLA_WS_EXP; wrong results): 1 producer
-  // stores raw bytes (no conversion), 2 producer loads nothing, 3 math warps skip the wgmmas.
-  static constexpr int kWsExperiment = 0;
   static constexpr int kD = kD_;          // head dim of q and k: 576 or 512
   static constexpr int kRows = kRows_;    // query rows per CTA: 16, 32 or 64
   static constexpr int kTileN = kTileN_;  // KV tokens per pipeline stage: 32 or 64

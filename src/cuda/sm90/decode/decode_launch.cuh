@@ -4,7 +4,6 @@
 
 #include <cuda_runtime.h>
 
-#include <cstdlib>
 #include <string>
 
 #include "cuda/common/check.h"
@@ -43,12 +42,8 @@ void launch_decode(const DecodeKernelArgs& a, cudaStream_t stream) {
 // two 16-row tiles for 32 rows (35% slower), mma.sync for 64 rows (about 1.4x slower).
 //   64 rows, bf16/fp16 rows: the ping-pong loop (decode_piece_pingpong.cuh) unless the
 //   environment sets FLASHMLA_DECODE_64ROW=serial, which selects the serial loop (Rows64) for
-//   A/B comparison; FP8 rows always take the serial loop.
-template <class Base, int kExp>
-struct WsExperiment : Base {
-  static constexpr int kWsExperiment = kExp;
-};
-
+//   A/B comparison; FP8 rows with 16-byte aligned strides take the warp-specialized loop
+//   (decode_piece_fp8_ws.cuh) unless FLASHMLA_FP8_64ROW=serial, others the serial one.
 template <typename Elem, int kD, bool kFP8, bool kSparse>
 struct DecodeConfigs {
   using Rows16 =
@@ -69,8 +64,9 @@ struct DecodeConfigs {
   using Rows32TwoPerSM = DecodeConfig<Elem, kD, 32, 32, kFP8 ? 1 : 2, false, false, kFP8, kSparse>;
   using Rows64 =
       DecodeConfig<Elem, kD, 64, 64, kFP8 ? 1 : 2, /*kWgmma=*/true, false, kFP8, kSparse>;
-  // FP8 rows, A/B draft (FLASHMLA_FP8_64ROW=ws): a producer warpgroup converts into two KV
-  // buffers while the math warpgroups compute (decode_piece_fp8_ws.cuh).
+  // FP8 rows: a producer warpgroup loads and converts into two KV buffers while the math
+  // warpgroups compute (decode_piece_fp8_ws.cuh); it reads rows with 16-byte loads, so it
+  // needs 16-byte aligned rows.
   using Rows64WarpSpecialized =
       DecodeConfig<Elem, kD, 64, 64, 2, /*kWgmma=*/true, false, kFP8, kSparse, false, true>;
   using Rows64PingPong =
@@ -90,10 +86,11 @@ inline bool fp8_rows16_q_in_smem() {
   return smem;
 }
 
-// FLASHMLA_FP8_64ROW=ws: the FP8 64-row tiles run warp-specialized (A/B draft; read once).
-inline bool fp8_64row_warp_specialized() {
-  static const bool ws = env_equals("FLASHMLA_FP8_64ROW", "ws");
-  return ws;
+// FLASHMLA_FP8_64ROW=serial: the FP8 64-row tiles take the serial staging loop instead of the
+// warp-specialized one (A/B; read once).
+inline bool fp8_64row_serial() {
+  static const bool serial = env_equals("FLASHMLA_FP8_64ROW", "serial");
+  return serial;
 }
 
 // Runs the configuration for `tile_rows` (16, 32 or 64 rows per tile).
@@ -125,21 +122,8 @@ void launch_decode_for_rows(const DecodeKernelArgs& a, int tile_rows, cudaStream
     }
     launch_decode<typename Configs::Rows32>(a, stream);
   } else if constexpr (kFP8) {
-    if (fp8_64row_warp_specialized() && a.kv_aligned) {
-      using Ws = typename Configs::Rows64WarpSpecialized;
-      static const int exp = [] {
-        const char* e = std::getenv("FLASHMLA_WS_EXP");
-        return e != nullptr ? std::atoi(e) : 0;
-      }();
-      if (exp == 1) {
-        launch_decode<WsExperiment<Ws, 1>>(a, stream);
-      } else if (exp == 2) {
-        launch_decode<WsExperiment<Ws, 2>>(a, stream);
-      } else if (exp == 3) {
-        launch_decode<WsExperiment<Ws, 3>>(a, stream);
-      } else {
-        launch_decode<Ws>(a, stream);
-      }
+    if (a.kv_aligned && !fp8_64row_serial()) {
+      launch_decode<typename Configs::Rows64WarpSpecialized>(a, stream);
       return;
     }
     launch_decode<typename Configs::Rows64>(a, stream);

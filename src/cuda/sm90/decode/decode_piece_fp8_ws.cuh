@@ -1,5 +1,5 @@
 // The warp-specialized main loop of the 64-row FP8 decode kernel (DecodeConfig::kWarpSpecialized;
-// A/B draft selected by FLASHMLA_FP8_64ROW=ws). UNTESTED DRAFT: compile-checked only.
+// the default for aligned FP8 rows; FLASHMLA_FP8_64ROW=serial selects decode_piece for A/B).
 //
 // Why: the serial FP8 loop (decode_piece) converts each staging buffer into its single operand
 // tile between two barriers, so per tile the loads' latency, the conversion and the tensor work
@@ -26,9 +26,9 @@
 //   FULL[b] (7 + b, 384): the producer arrives once tile t (b = t % 2) and its validity bytes
 //     (and the `bad` flag) are stored and fenced for the async proxy; the math warps sync before
 //     S(t).
-//   EMPTY[b] (9 + b, 384): the math warps arrive after waiting for S(t + 1), which retires their
-//     P V(t), the last reader of buffer b (and validity slot b, read before P V), if tile t + 2
-//     exists; the producer syncs before it stores tile t + 2 into buffer b.
+//   EMPTY[b] (9 + b, 384): the math warps arrive once their P V(t), the last reader of buffer b
+//     (and of validity slot b, read before P V), has retired, if tile t + 2 exists; the producer
+//     syncs before it stores tile t + 2 into buffer b.
 //   MATH (11, 256): the math warps' own barriers (Q loaded; row maxima; P published; the two of
 //     the epilogue), in place of decode_piece's __syncthreads.
 // Phases: one FULL phase per tile; one EMPTY phase per tile t with t + 2 < n, arrived and synced
@@ -74,12 +74,7 @@ __device__ __forceinline__ void store_row_part(uint8_t* smem, uint32_t tile, int
   for (int j = 0; j < 4; ++j) {
     const float scale = __uint_as_float(scale_bits[j]);
     uint4 lo, hi;
-    if constexpr (Cfg::kWsExperiment == 1) {
-      lo = latent[j];
-      hi = latent[j];
-    } else {
-      dequant_16<kBf16Scale>(latent[j], scale, __float2bfloat162_rn(scale), lo, hi);
-    }
+    dequant_16<kBf16Scale>(latent[j], scale, __float2bfloat162_rn(scale), lo, hi);
     const int chunk = 2 * (c_lo + 8 * j);  // 8 bf16 values per chunk
     *reinterpret_cast<uint4*>(smem + tile + tile_chunk_offset<Cfg::kTileN>(r, chunk)) = lo;
     *reinterpret_cast<uint4*>(smem + tile + tile_chunk_offset<Cfg::kTileN>(r, chunk + 1)) = hi;
@@ -143,7 +138,7 @@ __device__ __forceinline__ void produce_tiles(uint8_t* smem, const DecodeKernelA
   const uint8_t* rows[kPasses];
   rows_of(ids_next, token_begin, bad, rows);
 #pragma unroll
-  for (int pass = 0; pass < kPasses; ++pass) load_row_part(Cfg::kWsExperiment == 2 ? nullptr : rows[pass], c_lo, slot[pass]);
+  for (int pass = 0; pass < kPasses; ++pass) load_row_part(rows[pass], c_lo, slot[pass]);
   ids_next = ids_after;
   ids_after =
       fetch_row_ids_by<Cfg, kLoaders>(a, src, token_begin + 2 * Cfg::kTileN, token_end, ptid);
@@ -196,9 +191,7 @@ __device__ __forceinline__ void produce_tiles(uint8_t* smem, const DecodeKernelA
       } else {
         store_row_part<Cfg, false>(smem, tile, r, c_lo, d.latent, d.scales, d.rope);
       }
-      if (has_next) {
-        load_row_part(Cfg::kWsExperiment == 2 ? nullptr : next_rows[pass], c_lo, slot[pass]);
-      }
+      if (has_next) load_row_part(next_rows[pass], c_lo, slot[pass]);
     }
     if (bad) *reinterpret_cast<volatile int*>(smem + Cfg::kOffBadFlag) = 1;  // for the epilogue
     wgmma::fence_proxy_async();  // st.shared (generic proxy) -> the math warps' wgmma reads
@@ -272,16 +265,13 @@ __device__ __forceinline__ void consume_tiles(uint8_t* smem, const DecodeKernelA
         const uint32_t kbyte = (kk & 3) * 32;
         const uint64_t da = wgmma::make_desc(q_tile + blk * (Cfg::kRows << 7) + kbyte, 16, 1024);
         const uint64_t db = wgmma::make_desc(k_tile + blk * (Cfg::kTileN << 7) + kbyte, 16, 1024);
-        if constexpr (Cfg::kWsExperiment != 3) wgmma::Ops<Elem>::template m64n32<0>(acc_s, da, db);
+        wgmma::Ops<Elem>::template m64n32<0>(acc_s, da, db);
       }
     }
     wgmma::commit();
-    wgmma::wait<0>();  // also retires this warpgroup's P V(t - 1)
+    wgmma::wait<0>();
     wgmma::fence_operands(acc_s);
     wgmma::fence_operands(acc_o);
-    // Buffer (t - 1) % 2 is free once both warpgroups get here; the producer refills it with
-    // tile t + 1.
-    if (t >= 1 && t + 1 < num_tiles) ptx::bar_arrive(kBarEmpty + (b ^ 1), kAll);
 
     // ---- Scale to the log2 domain, mask, and take this warp's row maxima.
     float mx0 = -INFINITY, mx1 = -INFINITY;
@@ -359,10 +349,24 @@ __device__ __forceinline__ void consume_tiles(uint8_t* smem, const DecodeKernelA
       for (int kk = 0; kk < Cfg::kTileN / 16; ++kk) {
         const uint64_t da = wgmma::make_desc(p_tile + kk * 32, 16, 1024);
         const uint64_t db = wgmma::make_desc(v_tile + kk * 16 * 128, Cfg::kTileN * 128, 1024);
-        if constexpr (Cfg::kWsExperiment != 3) wgmma::Ops<Elem>::template m64n256<1>(acc_o, da, db);
+        wgmma::Ops<Elem>::template m64n256<1>(acc_o, da, db);
       }
     }
     wgmma::commit();
+    // Buffer b is free once both warpgroups' P V(t) retire: released here, not at the next S
+    // wait, the producer has this whole tile's successor (S, softmax, P V) to refill it with
+    // tile t + 2. (Released at the next S wait, its refill ran beside the softmax alone, and
+    // each tile took S + softmax + the refill: ncu showed the producer waiting for EMPTY 60% of
+    // its time.) P V(t) and S(t + 1) share the tensor pipe anyway, so waiting here costs little.
+    wgmma::wait<0>();
+    wgmma::fence_operands(acc_o);
+    if (t + 2 < num_tiles) {
+      if (b == 0) {
+        ptx::bar_arrive(kBarEmpty, kAll);
+      } else {
+        ptx::bar_arrive(kBarEmpty + 1, kAll);
+      }
+    }
   }
   wgmma::wait<0>();  // the last tile's P V
   wgmma::fence_operands(acc_o);
