@@ -65,6 +65,10 @@ struct DecodeConfig {
   // alternating buffers while the two math warpgroups run the serial loop on the other one.
   static constexpr bool kWarpSpecialized = kWarpSpecialized_;
   static constexpr int kProducerThreads = kWarpSpecialized ? 128 : 0;
+  // Warp-specialized, in a 2-CTA cluster of the two row tiles that read the same KV tiles: each
+  // CTA's producer converts half the rows into both CTAs' buffers (ClusterPair in
+  // decode_launch.cuh sets it and its shared-memory plan).
+  static constexpr bool kCluster = false;
   static constexpr int kD = kD_;          // head dim of q and k: 576 or 512
   static constexpr int kRows = kRows_;    // query rows per CTA: 16, 32 or 64
   static constexpr int kTileN = kTileN_;  // KV tokens per pipeline stage: 32 or 64
@@ -201,10 +205,11 @@ __device__ __forceinline__ int2 key_limits(const DecodeKernelArgs& a, int s_base
 // bar.sync / bar.red do not allow (ptxas duplicated the epilogue's bar.red into one branch of the
 // math warps, and the kernel hung on the H200).
 namespace fp8ws {
-inline constexpr int kBarFull = 7;    // + buffer: a converted KV tile is stored
-inline constexpr int kBarEmpty = 9;   // + buffer: the math warps are done with it
-inline constexpr int kBarMath = 11;   // the two math warpgroups only
-inline constexpr int kBarPiece = 12;  // all three warpgroups: a piece starts
+inline constexpr int kBarFull = 7;       // + buffer: a converted KV tile is stored
+inline constexpr int kBarEmpty = 9;      // + buffer: the math warps are done with it
+inline constexpr int kBarMath = 11;      // the two math warpgroups only
+inline constexpr int kBarPiece = 12;     // all three warpgroups: a piece starts
+inline constexpr int kBarProducer = 13;  // the producer warpgroup only (cluster variant)
 }  // namespace fp8ws
 
 // The epilogue's barriers among the threads that hold the output. The warp-specialized kernel's
@@ -214,6 +219,7 @@ template <class Cfg>
 __device__ __forceinline__ bool epilogue_sync_or(const uint8_t* smem, bool bad) {
   if constexpr (Cfg::kWarpSpecialized) {
     ptx::bar_sync(fp8ws::kBarMath, Cfg::kThreads);
+    if constexpr (Cfg::kCluster) return bad;  // gathered per tile by every math thread
     return bad || *reinterpret_cast<const volatile int*>(smem + Cfg::kOffBadFlag) != 0;
   } else {
     return __syncthreads_or(bad) != 0;

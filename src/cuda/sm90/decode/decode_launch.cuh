@@ -44,6 +44,46 @@ void launch_decode(const DecodeKernelArgs& a, cudaStream_t stream) {
 //   environment sets FLASHMLA_DECODE_64ROW=serial, which selects the serial loop (Rows64) for
 //   A/B comparison; FP8 rows with 16-byte aligned strides take the warp-specialized loop
 //   (decode_piece_fp8_ws.cuh) unless FLASHMLA_FP8_64ROW=serial, others the serial one.
+// The warp-specialized FP8 64-row configuration in a 2-CTA cluster (decode_piece_fp8_ws.cuh):
+// 32-bit validity words and `bad` flags per buffer (written by both CTAs' producers) and three
+// mbarriers per buffer after the base plan.
+template <class Base>
+struct ClusterPair : Base {
+  static constexpr bool kCluster = true;
+  static constexpr int kOffValid32 = (Base::kOffValid + 15) / 16 * 16;      // u32 [2][kTileN]
+  static constexpr int kOffPairFlags = kOffValid32 + 2 * Base::kTileN * 4;  // u32 [2][2 ranks]
+  // mbarriers [2]: local ready (128 producer threads), remote ready (1 + the peer's bytes),
+  // available (one per math warpgroup of either CTA: 4).
+  static constexpr int kOffPairBars = kOffPairFlags + 16;
+  static constexpr int kSmemBytes = kOffPairBars + 6 * 8;
+  static_assert(kSmemBytes <= 227 * 1024, "exceeds the 227 KB a Hopper CTA may use");
+};
+
+template <class Cfg>
+void launch_decode_cluster(const DecodeKernelArgs& a, cudaStream_t stream) {
+  const auto kernel = decode_kernel<Cfg>;
+  set_max_dynamic_smem(reinterpret_cast<const void*>(kernel), Cfg::kSmemBytes);
+  const long long grid = static_cast<long long>(a.schedule.num_workers) * a.h_kv * a.row_tiles;
+  if (grid < 2 || grid % 2 != 0 || grid > 0x7fffffffLL) {
+    throw Error(ErrorKind::kNotSupported, "",
+                "decode grid of " + std::to_string(grid) + " CTAs does not pair into clusters");
+  }
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(static_cast<unsigned>(grid));
+  config.blockDim = dim3(Cfg::kBlockThreads);
+  config.dynamicSmemBytes = Cfg::kSmemBytes;
+  config.stream = stream;
+  cudaLaunchAttribute attribute[1];
+  attribute[0].id = cudaLaunchAttributeClusterDimension;
+  attribute[0].val.clusterDim.x = 2;
+  attribute[0].val.clusterDim.y = 1;
+  attribute[0].val.clusterDim.z = 1;
+  config.attrs = attribute;
+  config.numAttrs = 1;
+  FLASHMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, a));
+  FLASHMLA_CUDA_CHECK_LAUNCH("decode_kernel (cluster)");
+}
+
 template <typename Elem, int kD, bool kFP8, bool kSparse>
 struct DecodeConfigs {
   using Rows16 =
@@ -122,6 +162,12 @@ void launch_decode_for_rows(const DecodeKernelArgs& a, int tile_rows, cudaStream
     }
     launch_decode<typename Configs::Rows32>(a, stream);
   } else if constexpr (kFP8) {
+    // FLASHMLA_FP8_64ROW=cluster (draft): row-tile pairs share the conversion.
+    static const bool cluster = env_equals("FLASHMLA_FP8_64ROW", "cluster");
+    if (cluster && a.kv_aligned && a.row_tiles % 2 == 0) {
+      launch_decode_cluster<ClusterPair<typename Configs::Rows64WarpSpecialized>>(a, stream);
+      return;
+    }
     if (a.kv_aligned && !fp8_64row_serial()) {
       launch_decode<typename Configs::Rows64WarpSpecialized>(a, stream);
       return;

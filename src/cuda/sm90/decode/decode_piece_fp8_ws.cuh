@@ -62,6 +62,21 @@ inline constexpr int kProducerRegs = 152;
 // wait forever (the first draft asked for 184 + 184 + 144 = 512 > 504 and hung).
 inline constexpr int kLaunchRegs = 65536 / kAll / 8 * 8;
 static_assert(2 * kMathRegs + kProducerRegs <= 3 * kLaunchRegs, "registers the launch gave");
+// The cluster variant: the producer holds two passes per thread, the math warps get the rest.
+template <int kMathR, int kProducerR>
+struct RegSplit {
+  static constexpr int kMath = kMathR, kProducer = kProducerR;
+  static_assert(2 * kMath + kProducer <= 3 * kLaunchRegs, "registers the launch gave");
+};
+using ClusterRegs = RegSplit<184, 136>;  // no spills (ptxas, CUDA 13.0)
+template <int kTarget>
+__device__ __forceinline__ void set_regs() {
+  if constexpr (kTarget > kLaunchRegs) {
+    ptx::setmaxnreg_inc<kTarget>();
+  } else if constexpr (kTarget < kLaunchRegs) {
+    ptx::setmaxnreg_dec<kTarget>();
+  }
+}
 
 // One producer thread's share of one FP8 row: chunks c_lo + 8 j of the latent, the scales and
 // rope chunk c_lo, converted and stored into row `r` of the bf16 tile at `tile` (byte offset).
@@ -203,12 +218,162 @@ __device__ __forceinline__ void produce_tiles(uint8_t* smem, const DecodeKernelA
   }
 }
 
+// ---- The 2-CTA cluster variant (Cfg::kCluster; draft, FLASHMLA_FP8_64ROW=cluster).
+// The two CTAs of a cluster are the row tiles of one (worker, KV head): they read the same KV
+// tiles. Each CTA's producer (rank r) loads and converts passes 2r and 2r + 1 of every tile (32
+// of the 64 rows) and stores them into both CTAs' buffer t % 2: st.shared locally, st.async into
+// the peer, which completes the peer's REMOTE_READY transaction count. Per buffer b, mbarriers:
+//   LOCAL_READY[b] (128 arrivals: this CTA's producer threads, after their stores and a proxy
+//     fence), REMOTE_READY[b] (1 arrival, this CTA's producer announcing the peer's bytes, plus
+//     those bytes), AVAILABLE[b] (4 arrivals: each math warpgroup of both CTAs once its P V of the
+//     buffer retired). Phases run on across pieces (the two CTAs walk the same pieces), so no
+//     barrier separates pieces; a cluster barrier starts (after the mbarrier init) and ends the
+//     kernel, so that no CTA exits while its peer may still write to it.
+// Validity (sparse) and `bad` travel with the tile: u32 words per row and per producer rank.
+namespace cluster {
+// Bytes the peer's producer stores into this CTA per tile: 32 bf16 rows, their validity words
+// and its `bad` word.
+template <class Cfg>
+inline constexpr uint32_t kRemoteBytes = 32 * Cfg::kD * 2 + 32 * 4 + 4;
+
+template <class Cfg>
+__device__ __forceinline__ uint32_t bar_addr(uint32_t smem_base, int kind, int b) {
+  return smem_base + Cfg::kOffPairBars + 8 * (2 * kind + b);  // kind: 0 local, 1 remote, 2 avail
+}
+inline constexpr int kLocalReady = 0;
+inline constexpr int kRemoteReady = 1;
+inline constexpr int kAvailable = 2;
+
+// One producer thread's share of one row into both CTAs (local st.shared, remote st.async).
+template <class Cfg, bool kBf16Scale>
+__device__ __forceinline__ void store_row_part_pair(uint32_t local_tile, uint32_t remote_tile,
+                                                    uint32_t remote_bar, int r, int c_lo,
+                                                    const FP8RowPart& d) {
+  const uint32_t scale_bits[4] = {d.scales.x, d.scales.y, d.scales.z, d.scales.w};
+  auto put = [&](int chunk, const uint4& v) {
+    const uint32_t off = tile_chunk_offset<Cfg::kTileN>(r, chunk);
+    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(local_tile + off), "r"(v.x),
+                 "r"(v.y), "r"(v.z), "r"(v.w)
+                 : "memory");
+    ptx::st_async_16(remote_tile + off, v, remote_bar);
+  };
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float scale = __uint_as_float(scale_bits[j]);
+    uint4 lo, hi;
+    dequant_16<kBf16Scale>(d.latent[j], scale, __float2bfloat162_rn(scale), lo, hi);
+    const int chunk = 2 * (c_lo + 8 * j);
+    put(chunk, lo);
+    put(chunk + 1, hi);
+  }
+  put(64 + c_lo, d.rope);
+}
+
+// The producer of CTA `rank`: every tile of the piece, its two passes, into buffer t % 2 of both
+// CTAs. `avail_phase` (bit b) runs on across pieces. One register slot per pass, refilled with
+// the next tile's pass as soon as it is stored (a ring, as in the one-CTA producer).
+template <class Cfg>
+__device__ __forceinline__ void produce_tiles(uint8_t* smem, const DecodeKernelArgs& a,
+                                              const PieceSource& src, int kv_head, int token_begin,
+                                              int token_end, int num_tiles, uint32_t rank,
+                                              uint32_t& avail_phase) {
+  constexpr int kLoaders = Cfg::kProducerThreads;
+  constexpr int kRowsPerPass = kLoaders / 8;
+  using Ids = KVRowIds<Cfg, kLoaders>;
+  const int ptid = threadIdx.x - Cfg::kThreads;
+  const int c_lo = ptid & 7;
+  const int r0 = ptid >> 3;
+  const int pass0 = 2 * static_cast<int>(rank);
+  if (num_tiles == 0) return;
+  const uint32_t smem_base = ptx::smem_addr(smem);
+  const uint32_t peer = rank ^ 1u;
+  bool bad = false;
+  // Rows of this producer's two passes of the tile at `tile_start`; bit q of `valid`: row exists.
+  auto rows_of = [&](const Ids& ids, int tile_start, const uint8_t*(&rows)[2], uint32_t& valid) {
+    valid = 0;
+#pragma unroll
+    for (int q = 0; q < 2; ++q) {
+      const int pass = pass0 + q;
+      const int id = rank ? ids.id[2 + q] : ids.id[q];
+      rows[q] = fp8_row_address<Cfg>(a, id, (ids.skipped >> pass) & 1u,
+                                     tile_start + r0 + pass * kRowsPerPass, kv_head, bad);
+      valid |= static_cast<uint32_t>(rows[q] != nullptr) << q;
+    }
+  };
+  auto fill = [&](int t, FP8RowPart(&slot)[2], uint32_t& valid, const Ids& ids_ahead) {
+    const int b = t & 1;
+    const int tile_start = token_begin + t * Cfg::kTileN;
+    ptx::mbarrier_wait(bar_addr<Cfg>(smem_base, kAvailable, b), ((avail_phase >> b) & 1u) ^ 1u);
+    avail_phase ^= 1u << b;
+    const uint32_t remote_bar =
+        ptx::cluster_peer_addr(bar_addr<Cfg>(smem_base, kRemoteReady, b), peer);
+    if (ptid == 0) {  // the bytes the peer's producer will store into this CTA
+      ptx::mbarrier_arrive_expect_tx(bar_addr<Cfg>(smem_base, kRemoteReady, b), kRemoteBytes<Cfg>);
+    }
+    const uint32_t local_tile = smem_base + Cfg::kOffKV + b * Cfg::kKVBytes;
+    const uint32_t remote_tile = ptx::cluster_peer_addr(local_tile, peer);
+    const uint32_t valid_local = smem_base + Cfg::kOffValid32 + b * Cfg::kTileN * 4;
+    const uint32_t valid_remote = ptx::cluster_peer_addr(valid_local, peer);
+    const uint8_t* next_rows[2] = {nullptr, nullptr};
+    uint32_t next_valid = 0;
+    const bool has_next = t + 1 < num_tiles;
+    if (has_next) rows_of(ids_ahead, tile_start + Cfg::kTileN, next_rows, next_valid);
+#pragma unroll
+    for (int q = 0; q < 2; ++q) {
+      const int r = r0 + (pass0 + q) * kRowsPerPass;
+      if (c_lo == 0) {
+        const uint32_t word = (valid >> q) & 1u;
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(valid_local + 4 * r), "r"(word) : "memory");
+        ptx::st_async_4(valid_remote + 4 * r, word, remote_bar);
+      }
+      const FP8RowPart& d = slot[q];
+      const uint32_t any_bits = d.scales.x | d.scales.y | d.scales.z | d.scales.w;
+      if ((any_bits & 0xffffu) == 0) {  // every scale exact in bf16 (FlashMLA's recipe)
+        store_row_part_pair<Cfg, true>(local_tile, remote_tile, remote_bar, r, c_lo, d);
+      } else {
+        store_row_part_pair<Cfg, false>(local_tile, remote_tile, remote_bar, r, c_lo, d);
+      }
+      if (has_next) load_row_part(next_rows[q], c_lo, slot[q]);
+    }
+    valid = next_valid;
+    // This tile's `bad` (row ids outside the cache) for both CTAs' epilogues.
+    const bool any_bad = ptx::bar_red_or(kBarProducer, Cfg::kProducerThreads, bad);
+    bad = false;
+    if (ptid == 0) {
+      const uint32_t flag_local = smem_base + Cfg::kOffPairFlags + 4 * (2 * b + rank);
+      const uint32_t word = any_bad ? 1u : 0u;
+      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(flag_local), "r"(word) : "memory");
+      ptx::st_async_4(ptx::cluster_peer_addr(flag_local, peer), word, remote_bar);
+    }
+    wgmma::fence_proxy_async();  // local st.shared (generic proxy) -> the math warps' wgmma reads
+    ptx::mbarrier_arrive(bar_addr<Cfg>(smem_base, kLocalReady, b));
+  };
+  FP8RowPart slot[2];
+  uint32_t valid = 0;
+  const uint8_t* rows[2];
+  Ids ids_next = fetch_row_ids_by<Cfg, kLoaders>(a, src, token_begin, token_end, ptid);
+  rows_of(ids_next, token_begin, rows, valid);
+#pragma unroll
+  for (int q = 0; q < 2; ++q) load_row_part(rows[q], c_lo, slot[q]);
+  ids_next = fetch_row_ids_by<Cfg, kLoaders>(a, src, token_begin + Cfg::kTileN, token_end, ptid);
+  Ids ids_after =
+      fetch_row_ids_by<Cfg, kLoaders>(a, src, token_begin + 2 * Cfg::kTileN, token_end, ptid);
+  for (int t = 0; t < num_tiles; ++t) {
+    fill(t, slot, valid, ids_next);
+    ids_next = ids_after;
+    ids_after = fetch_row_ids_by<Cfg, kLoaders>(a, src, token_begin + (t + 3) * Cfg::kTileN,
+                                                token_end, ptid);
+  }
+}
+}  // namespace cluster
+
 // The math warpgroups: decode_piece's wgmma path with the KV tiles from the producer.
 template <class Cfg>
 __device__ __forceinline__ void consume_tiles(uint8_t* smem, const DecodeKernelArgs& a,
                                               const PieceSource& src, int s_base, int seq_len,
                                               int kv_head, int row0, int token_begin, int token_end,
-                                              int num_tiles, int split_index, bool write_final) {
+                                              int num_tiles, int split_index, bool write_final,
+                                              uint32_t& ready_phase) {
   using Elem = typename Cfg::Elem;
   static_assert(Cfg::kSWarps == 8 && Cfg::kSNTiles == 4 && Cfg::kMTiles == 4, "wgmma layout");
   const int tid = threadIdx.x;
@@ -237,17 +402,30 @@ __device__ __forceinline__ void consume_tiles(uint8_t* smem, const DecodeKernelA
 #pragma unroll
   for (int i = 0; i < 128; ++i) acc_o[i] = 0.f;
 
+  bool piece_bad = false;  // cluster variant: a row id outside the cache in one of the tiles
   for (int t = 0; t < num_tiles; ++t) {
     const int b = t & 1;
     const int tile_start = token_begin + t * Cfg::kTileN;
     const uint32_t kv_stage = smem_base + Cfg::kOffKV + b * Cfg::kKVBytes;
     const uint8_t* tile_valid = smem + Cfg::kOffValid + (Cfg::kSparse ? b * Cfg::kTileN : 0);
-    // Tile t converted into buffer b. Immediate barrier ids: with the id in a register ptxas
-    // serializes every wgmma of the loop (C7520).
-    if (b == 0) {
-      ptx::bar_sync(kBarFull, kAll);
+    if constexpr (Cfg::kCluster) {
+      // Both halves of tile t in buffer b: this CTA's producer's and the peer's.
+      const uint32_t parity = (ready_phase >> b) & 1u;
+      ptx::mbarrier_wait(cluster::bar_addr<Cfg>(smem_base, cluster::kLocalReady, b), parity);
+      ptx::mbarrier_wait_cluster(cluster::bar_addr<Cfg>(smem_base, cluster::kRemoteReady, b),
+                                 parity);
+      ready_phase ^= 1u << b;
+      const volatile uint32_t* flags =
+          reinterpret_cast<const volatile uint32_t*>(smem + Cfg::kOffPairFlags) + 2 * b;
+      piece_bad |= (flags[0] | flags[1]) != 0;
     } else {
-      ptx::bar_sync(kBarFull + 1, kAll);
+      // Tile t converted into buffer b. Immediate barrier ids: with the id in a register ptxas
+      // serializes every wgmma of the loop (C7520).
+      if (b == 0) {
+        ptx::bar_sync(kBarFull, kAll);
+      } else {
+        ptx::bar_sync(kBarFull + 1, kAll);
+      }
     }
 
     // ---- S = Q K^T: this warpgroup's 64 x 32 block, d/16 wgmmas.
@@ -281,7 +459,13 @@ __device__ __forceinline__ void consume_tiles(uint8_t* smem, const DecodeKernelA
       const int tok = tile_start + col;
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const bool keep = !Cfg::kSparse || tile_valid[col + e];
+        bool keep = true;
+        if constexpr (Cfg::kCluster && Cfg::kSparse) {
+          keep = reinterpret_cast<const uint32_t*>(
+                     smem + Cfg::kOffValid32)[b * Cfg::kTileN + col + e] != 0;
+        } else if constexpr (Cfg::kSparse) {
+          keep = tile_valid[col + e];
+        }
         sc[nt][e] = keep && tok + e < limits.x ? sc[nt][e] * a.scale_log2 : -INFINITY;
         sc[nt][2 + e] = keep && tok + e < limits.y ? sc[nt][2 + e] * a.scale_log2 : -INFINITY;
         mx0 = fmaxf(mx0, sc[nt][e]);
@@ -360,7 +544,15 @@ __device__ __forceinline__ void consume_tiles(uint8_t* smem, const DecodeKernelA
     // its time.) P V(t) and S(t + 1) share the tensor pipe anyway, so waiting here costs little.
     wgmma::wait<0>();
     wgmma::fence_operands(acc_o);
-    if (t + 2 < num_tiles) {
+    if constexpr (Cfg::kCluster) {
+      // One arrival per math warpgroup on both CTAs' AVAILABLE[b] (the pipeline runs on across
+      // pieces, so every use is released).
+      if ((tid & 127) == 0) {
+        const uint32_t avail = cluster::bar_addr<Cfg>(smem_base, cluster::kAvailable, b);
+        ptx::mbarrier_arrive(avail);
+        ptx::mbarrier_arrive_cluster(ptx::cluster_peer_addr(avail, ptx::cluster_ctarank() ^ 1u));
+      }
+    } else if (t + 2 < num_tiles) {
       if (b == 0) {
         ptx::bar_arrive(kBarEmpty, kAll);
       } else {
@@ -371,8 +563,8 @@ __device__ __forceinline__ void consume_tiles(uint8_t* smem, const DecodeKernelA
   wgmma::wait<0>();  // the last tile's P V
   wgmma::fence_operands(acc_o);
 
-  finish_piece<Cfg>(smem, a, src, s_base, kv_head, row0, split_index, write_final,
-                    /*bad=*/false, m0, m1, l0, l1, o);
+  finish_piece<Cfg>(smem, a, src, s_base, kv_head, row0, split_index, write_final, piece_bad, m0,
+                    m1, l0, l1, o);
 }
 
 // The kernel body: the warpgroups take their roles and registers once, then each walks the
@@ -390,6 +582,41 @@ __device__ __forceinline__ void run_roles(uint8_t* smem, const DecodeKernelArgs&
                : 0;
   };
   const int warpgroup = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x) / 128, 0);
+  if constexpr (Cfg::kCluster) {
+    const uint32_t smem_base = ptx::smem_addr(smem);
+    if (threadIdx.x == 0) {
+      for (int b = 0; b < 2; ++b) {
+        ptx::mbarrier_init(cluster::bar_addr<Cfg>(smem_base, cluster::kLocalReady, b),
+                           Cfg::kProducerThreads);
+        ptx::mbarrier_init(cluster::bar_addr<Cfg>(smem_base, cluster::kRemoteReady, b), 1);
+        ptx::mbarrier_init(cluster::bar_addr<Cfg>(smem_base, cluster::kAvailable, b), 4);
+      }
+      ptx::fence_mbarrier_init();
+    }
+    ptx::cluster_sync();  // both CTAs' barriers exist before any remote arrival or store
+    const uint32_t rank = ptx::cluster_ctarank();
+    if (warpgroup == 2) {
+      set_regs<ClusterRegs::kProducer>();
+      uint32_t avail_phase = 0;
+      for (int seq = begin_seq; seq <= end_seq; ++seq) {
+        const Piece p =
+            piece_of<Cfg>(a, seq, begin_seq, begin_token, end_seq, end_token, begin_split);
+        cluster::produce_tiles<Cfg>(smem, a, p.src, kv_head, p.token_begin, p.token_end,
+                                    tiles_of(p), rank, avail_phase);
+      }
+    } else {
+      set_regs<ClusterRegs::kMath>();
+      uint32_t ready_phase = 0;
+      for (int seq = begin_seq; seq <= end_seq; ++seq) {
+        const Piece p =
+            piece_of<Cfg>(a, seq, begin_seq, begin_token, end_seq, end_token, begin_split);
+        consume_tiles<Cfg>(smem, a, p.src, p.s_base, p.seq_len, kv_head, row0, p.token_begin,
+                           p.token_end, tiles_of(p), p.split_index, p.write_final, ready_phase);
+      }
+    }
+    ptx::cluster_sync();  // no CTA exits while its peer may still store into it
+    return;
+  }
   if (warpgroup == 2) {
     ptx::setmaxnreg_dec<kProducerRegs>();
     for (int seq = begin_seq; seq <= end_seq; ++seq) {
@@ -401,6 +628,7 @@ __device__ __forceinline__ void run_roles(uint8_t* smem, const DecodeKernelArgs&
     }
   } else {
     ptx::setmaxnreg_inc<kMathRegs>();
+    uint32_t ready_phase = 0;  // unused here
     for (int seq = begin_seq; seq <= end_seq; ++seq) {
       const Piece p =
           piece_of<Cfg>(a, seq, begin_seq, begin_token, end_seq, end_token, begin_split);
@@ -408,7 +636,7 @@ __device__ __forceinline__ void run_roles(uint8_t* smem, const DecodeKernelArgs&
       if (threadIdx.x == 0) *reinterpret_cast<volatile int*>(smem + Cfg::kOffBadFlag) = 0;
       ptx::bar_sync(kBarPiece, kAll);  // the previous piece is done with every shared buffer
       consume_tiles<Cfg>(smem, a, p.src, p.s_base, p.seq_len, kv_head, row0, p.token_begin,
-                         p.token_end, tiles_of(p), p.split_index, p.write_final);
+                         p.token_end, tiles_of(p), p.split_index, p.write_final, ready_phase);
     }
   }
 }
