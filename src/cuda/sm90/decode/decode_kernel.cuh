@@ -69,6 +69,9 @@ struct DecodeConfig {
   // CTA's producer converts half the rows into both CTAs' buffers (ClusterPair in
   // decode_launch.cuh sets it and its shared-memory plan).
   static constexpr bool kCluster = false;
+  // A/B experiments (FLASHMLA_WS_EXP, cluster variant; wrong results): 1 producer loads nothing,
+  // 2 math warps skip the wgmmas, 3 producer stores raw bytes (no conversion).
+  static constexpr int kWsExperiment = 0;
   static constexpr int kD = kD_;          // head dim of q and k: 576 or 512
   static constexpr int kRows = kRows_;    // query rows per CTA: 16, 32 or 64
   static constexpr int kTileN = kTileN_;  // KV tokens per pipeline stage: 32 or 64

@@ -4,6 +4,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <string>
 
 #include "cuda/common/check.h"
@@ -47,9 +48,10 @@ void launch_decode(const DecodeKernelArgs& a, cudaStream_t stream) {
 // The warp-specialized FP8 64-row configuration in a 2-CTA cluster (decode_piece_fp8_ws.cuh):
 // 32-bit validity words and `bad` flags per buffer (written by both CTAs' producers) and three
 // mbarriers per buffer after the base plan.
-template <class Base>
+template <class Base, int kExp = 0>
 struct ClusterPair : Base {
   static constexpr bool kCluster = true;
+  static constexpr int kWsExperiment = kExp;
   static constexpr int kOffValid32 = (Base::kOffValid + 15) / 16 * 16;      // u32 [2][kTileN]
   static constexpr int kOffPairFlags = kOffValid32 + 2 * Base::kTileN * 4;  // u32 [2][2 ranks]
   // mbarriers [2]: local ready (128 producer threads), remote ready (1 + the peer's bytes),
@@ -165,7 +167,20 @@ void launch_decode_for_rows(const DecodeKernelArgs& a, int tile_rows, cudaStream
     // FLASHMLA_FP8_64ROW=cluster (draft): row-tile pairs share the conversion.
     static const bool cluster = env_equals("FLASHMLA_FP8_64ROW", "cluster");
     if (cluster && a.kv_aligned && a.row_tiles % 2 == 0) {
-      launch_decode_cluster<ClusterPair<typename Configs::Rows64WarpSpecialized>>(a, stream);
+      using Ws = typename Configs::Rows64WarpSpecialized;
+      static const int exp = [] {
+        const char* e = std::getenv("FLASHMLA_WS_EXP");
+        return e != nullptr ? std::atoi(e) : 0;
+      }();
+      if (exp == 1) {
+        launch_decode_cluster<ClusterPair<Ws, 1>>(a, stream);
+      } else if (exp == 2) {
+        launch_decode_cluster<ClusterPair<Ws, 2>>(a, stream);
+      } else if (exp == 3) {
+        launch_decode_cluster<ClusterPair<Ws, 3>>(a, stream);
+      } else {
+        launch_decode_cluster<ClusterPair<Ws>>(a, stream);
+      }
       return;
     }
     if (a.kv_aligned && !fp8_64row_serial()) {

@@ -261,7 +261,12 @@ __device__ __forceinline__ void store_row_part_pair(uint32_t local_tile, uint32_
   for (int j = 0; j < 4; ++j) {
     const float scale = __uint_as_float(scale_bits[j]);
     uint4 lo, hi;
-    dequant_16<kBf16Scale>(d.latent[j], scale, __float2bfloat162_rn(scale), lo, hi);
+    if constexpr (Cfg::kWsExperiment == 3) {
+      lo = d.latent[j];
+      hi = d.latent[j];
+    } else {
+      dequant_16<kBf16Scale>(d.latent[j], scale, __float2bfloat162_rn(scale), lo, hi);
+    }
     const int chunk = 2 * (c_lo + 8 * j);
     put(chunk, lo);
     put(chunk + 1, hi);
@@ -333,7 +338,7 @@ __device__ __forceinline__ void produce_tiles(uint8_t* smem, const DecodeKernelA
       } else {
         store_row_part_pair<Cfg, false>(local_tile, remote_tile, remote_bar, r, c_lo, d);
       }
-      if (has_next) load_row_part(next_rows[q], c_lo, slot[q]);
+      if (has_next) load_row_part(Cfg::kWsExperiment == 1 ? nullptr : next_rows[q], c_lo, slot[q]);
     }
     valid = next_valid;
     // This tile's `bad` (row ids outside the cache) for both CTAs' epilogues.
@@ -354,7 +359,8 @@ __device__ __forceinline__ void produce_tiles(uint8_t* smem, const DecodeKernelA
   Ids ids_next = fetch_row_ids_by<Cfg, kLoaders>(a, src, token_begin, token_end, ptid);
   rows_of(ids_next, token_begin, rows, valid);
 #pragma unroll
-  for (int q = 0; q < 2; ++q) load_row_part(rows[q], c_lo, slot[q]);
+  for (int q = 0; q < 2; ++q)
+    load_row_part(Cfg::kWsExperiment == 1 ? nullptr : rows[q], c_lo, slot[q]);
   ids_next = fetch_row_ids_by<Cfg, kLoaders>(a, src, token_begin + Cfg::kTileN, token_end, ptid);
   Ids ids_after =
       fetch_row_ids_by<Cfg, kLoaders>(a, src, token_begin + 2 * Cfg::kTileN, token_end, ptid);
@@ -443,7 +449,7 @@ __device__ __forceinline__ void consume_tiles(uint8_t* smem, const DecodeKernelA
         const uint32_t kbyte = (kk & 3) * 32;
         const uint64_t da = wgmma::make_desc(q_tile + blk * (Cfg::kRows << 7) + kbyte, 16, 1024);
         const uint64_t db = wgmma::make_desc(k_tile + blk * (Cfg::kTileN << 7) + kbyte, 16, 1024);
-        wgmma::Ops<Elem>::template m64n32<0>(acc_s, da, db);
+        if constexpr (Cfg::kWsExperiment != 2) wgmma::Ops<Elem>::template m64n32<0>(acc_s, da, db);
       }
     }
     wgmma::commit();
@@ -533,7 +539,7 @@ __device__ __forceinline__ void consume_tiles(uint8_t* smem, const DecodeKernelA
       for (int kk = 0; kk < Cfg::kTileN / 16; ++kk) {
         const uint64_t da = wgmma::make_desc(p_tile + kk * 32, 16, 1024);
         const uint64_t db = wgmma::make_desc(v_tile + kk * 16 * 128, Cfg::kTileN * 128, 1024);
-        wgmma::Ops<Elem>::template m64n256<1>(acc_o, da, db);
+        if constexpr (Cfg::kWsExperiment != 2) wgmma::Ops<Elem>::template m64n256<1>(acc_o, da, db);
       }
     }
     wgmma::commit();
