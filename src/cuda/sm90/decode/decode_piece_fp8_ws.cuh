@@ -418,8 +418,9 @@ __device__ __forceinline__ void consume_tiles(uint8_t* smem, const DecodeKernelA
       // Both halves of tile t in buffer b: this CTA's producer's and the peer's.
       const uint32_t parity = (ready_phase >> b) & 1u;
       ptx::mbarrier_wait(cluster::bar_addr<Cfg>(smem_base, cluster::kLocalReady, b), parity);
-      ptx::mbarrier_wait_cluster(cluster::bar_addr<Cfg>(smem_base, cluster::kRemoteReady, b),
-                                 parity);
+      // The peer's st.async bytes complete this CTA's own barrier: the CTA-scope wait suffices
+      // (as for TMA multicast); the cluster-scope acquire added an L1 invalidation (CCTL.IVALL).
+      ptx::mbarrier_wait(cluster::bar_addr<Cfg>(smem_base, cluster::kRemoteReady, b), parity);
       ready_phase ^= 1u << b;
       const volatile uint32_t* flags =
           reinterpret_cast<const volatile uint32_t*>(smem + Cfg::kOffPairFlags) + 2 * b;
