@@ -107,7 +107,9 @@ __device__ __forceinline__ void decode_piece_pingpong(uint8_t* smem, const Decod
   constexpr int kTileN = Cfg::kTileN;
   constexpr int kLoaders = 128;  // each warpgroup copies its own tiles
   const int tid = threadIdx.x;
-  const int wg = tid >> 7;  // this warpgroup owns tiles wg, wg + 2, ...
+  // This warpgroup owns tiles wg, wg + 2, ... (through a shuffle, so that ptxas knows it is
+  // warp-uniform and keeps the wgmma descriptors built from it in uniform registers).
+  const int wg = __shfl_sync(0xffffffffu, tid >> 7, 0);
   const int other = wg ^ 1;
   const int ltid = tid & 127;
   const int lane = tid & 31;
@@ -178,23 +180,21 @@ __device__ __forceinline__ void decode_piece_pingpong(uint8_t* smem, const Decod
 #pragma unroll
     for (int i = 0; i < 32; ++i) sc[i] = 0.f;
     wgmma::fence();
-    const uint32_t q_tile = smem_base + Cfg::kOffQ;
-    const uint32_t k_tile = smem_base + kv_own;
+    const wgmma::SmemDesc q_desc(smem_base + Cfg::kOffQ, 16, 1024);
+    const wgmma::SmemDesc k_desc(smem_base + kv_own, 16, 1024);
     constexpr int kSmemSteps = (Cfg::kColBlocks - (Cfg::kQRegBlock ? 1 : 0)) * 4;
 #pragma unroll
     for (int kk = 0; kk < kSmemSteps; ++kk) {
       const int blk = kk >> 2;
       const uint32_t kbyte = (kk & 3) * 32;  // 16 elements along d inside the 128-byte atom
-      const uint64_t da = wgmma::make_desc(q_tile + blk * (Cfg::kRows << 7) + kbyte, 16, 1024);
-      const uint64_t db = wgmma::make_desc(k_tile + blk * (kTileN << 7) + kbyte, 16, 1024);
-      Ops::template m64n64<0>(sc, da, db);
+      Ops::template m64n64<0>(sc, q_desc.at(blk * (Cfg::kRows << 7) + kbyte),
+                              k_desc.at(blk * (kTileN << 7) + kbyte));
     }
     if constexpr (Cfg::kQRegBlock) {
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
-        const uint64_t db =
-            wgmma::make_desc(k_tile + (Cfg::kColBlocks - 1) * (kTileN << 7) + kk * 32, 16, 1024);
-        Ops::template m64n64_rs<0>(sc, qr[kk], db);
+        Ops::template m64n64_rs<0>(sc, qr[kk],
+                                   k_desc.at((Cfg::kColBlocks - 1) * (kTileN << 7) + kk * 32));
       }
     }
     wgmma::commit();
@@ -222,15 +222,13 @@ __device__ __forceinline__ void decode_piece_pingpong(uint8_t* smem, const Decod
     l1 *= al1;
     rescale_o(al0, al1);
     wgmma::fence();
-    const uint32_t pa = smem_base + p_other;
+    const wgmma::SmemDesc p_desc(smem_base + p_other, 16, 1024);
     // V N-major from the other's KV tile: column blocks 4 wg .. 4 wg + 3 (kTileN * 128 bytes
     // apart), 8-token groups 1024 bytes apart.
-    const uint32_t v_tile = smem_base + kv_other + wg * 4 * (kTileN << 7);
+    const wgmma::SmemDesc v_desc(smem_base + kv_other + wg * 4 * (kTileN << 7), kTileN * 128, 1024);
 #pragma unroll
     for (int kk = 0; kk < kTileN / 16; ++kk) {
-      const uint64_t da = wgmma::make_desc(pa + kk * 32, 16, 1024);
-      const uint64_t db = wgmma::make_desc(v_tile + kk * 16 * 128, kTileN * 128, 1024);
-      Ops::template m64n256<1>(acc, da, db);
+      Ops::template m64n256<1>(acc, p_desc.at(kk * 32), v_desc.at(kk * 16 * 128));
     }
     wgmma::commit();
     wgmma::wait<0>();
@@ -302,11 +300,10 @@ __device__ __forceinline__ void decode_piece_pingpong(uint8_t* smem, const Decod
     rescale_o(al0, al1);
     wgmma::fence();
     {
-      const uint32_t v_tile = smem_base + kv_own + wg * 4 * (kTileN << 7);
+      const wgmma::SmemDesc v_desc(smem_base + kv_own + wg * 4 * (kTileN << 7), kTileN * 128, 1024);
 #pragma unroll
       for (int kk = 0; kk < kTileN / 16; ++kk) {
-        const uint64_t db = wgmma::make_desc(v_tile + kk * 16 * 128, kTileN * 128, 1024);
-        Ops::template m64n256_rs<1>(acc, rp[kk], db);
+        Ops::template m64n256_rs<1>(acc, rp[kk], v_desc.at(kk * 16 * 128));
       }
     }
     wgmma::commit();

@@ -25,6 +25,23 @@ __device__ __forceinline__ uint64_t make_desc(uint32_t smem_addr, uint32_t leadi
          (static_cast<uint64_t>((stride >> 4) & 0x3FFF) << 32) | (uint64_t{1} << 62);
 }
 
+// A descriptor held as its two 32-bit words, for stepping through a tile: at(bytes) is the
+// descriptor of the address `bytes` further on, one 32-bit add of a constant (CUTLASS steps its
+// descriptor iterators the same way). Built with make_desc at every step, each wgmma cost ~12
+// instructions, two to four of them R2UR, to recompute both descriptors. The 14-bit address
+// field cannot carry into `leading`: shared-memory addresses and offsets stay below 2^18 bytes.
+struct SmemDesc {
+  uint32_t lo, hi;
+  __device__ __forceinline__ SmemDesc(uint32_t smem_addr, uint32_t leading, uint32_t stride) {
+    const uint64_t d = make_desc(smem_addr, leading, stride);
+    lo = static_cast<uint32_t>(d);
+    hi = static_cast<uint32_t>(d >> 32);
+  }
+  __device__ __forceinline__ uint64_t at(uint32_t byte_offset) const {
+    return (static_cast<uint64_t>(hi) << 32) | (lo + (byte_offset >> 4));
+  }
+};
+
 // Orders this thread's register writes (accumulators) before the next wgmma reads them.
 __device__ __forceinline__ void fence() {
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
