@@ -383,7 +383,7 @@ __device__ __forceinline__ void consume_tiles(uint8_t* smem, const DecodeKernelA
   using Elem = typename Cfg::Elem;
   static_assert(Cfg::kSWarps == 8 && Cfg::kSNTiles == 4 && Cfg::kMTiles == 4, "wgmma layout");
   const int tid = threadIdx.x;
-  const int warp = tid >> 5;
+  const int warp = __shfl_sync(0xffffffffu, tid >> 5, 0);  // warp-uniform for ptxas
   const int lane = tid & 31;
   const int g = lane >> 2;
   const int t4 = lane & 3;
@@ -442,14 +442,14 @@ __device__ __forceinline__ void consume_tiles(uint8_t* smem, const DecodeKernelA
     for (int i = 0; i < 16; ++i) acc_s[i] = 0.f;
     wgmma::fence();
     {
-      const uint32_t q_tile = smem_base + Cfg::kOffQ;
-      const uint32_t k_tile = kv_stage + wn * 32 * 128;
+      const wgmma::SmemDesc q_desc(smem_base + Cfg::kOffQ, 16, 1024);
+      const wgmma::SmemDesc k_desc(kv_stage + wn * 32 * 128, 16, 1024);
 #pragma unroll
       for (int kk = 0; kk < Cfg::kD / 16; ++kk) {
         const int blk = kk >> 2;
         const uint32_t kbyte = (kk & 3) * 32;
-        const uint64_t da = wgmma::make_desc(q_tile + blk * (Cfg::kRows << 7) + kbyte, 16, 1024);
-        const uint64_t db = wgmma::make_desc(k_tile + blk * (Cfg::kTileN << 7) + kbyte, 16, 1024);
+        const uint64_t da = q_desc.at(blk * (Cfg::kRows << 7) + kbyte);
+        const uint64_t db = k_desc.at(blk * (Cfg::kTileN << 7) + kbyte);
         if constexpr (Cfg::kWsExperiment != 2) wgmma::Ops<Elem>::template m64n32<0>(acc_s, da, db);
       }
     }
@@ -534,12 +534,12 @@ __device__ __forceinline__ void consume_tiles(uint8_t* smem, const DecodeKernelA
     wgmma::fence_operands(acc_o);
     wgmma::fence();
     {
-      const uint32_t p_tile = smem_base + Cfg::kOffP;
-      const uint32_t v_tile = kv_stage + wn * 4 * (Cfg::kTileN << 7);
+      const wgmma::SmemDesc p_desc(smem_base + Cfg::kOffP, 16, 1024);
+      const wgmma::SmemDesc v_desc(kv_stage + wn * 4 * (Cfg::kTileN << 7), Cfg::kTileN * 128, 1024);
 #pragma unroll
       for (int kk = 0; kk < Cfg::kTileN / 16; ++kk) {
-        const uint64_t da = wgmma::make_desc(p_tile + kk * 32, 16, 1024);
-        const uint64_t db = wgmma::make_desc(v_tile + kk * 16 * 128, Cfg::kTileN * 128, 1024);
+        const uint64_t da = p_desc.at(kk * 32);
+        const uint64_t db = v_desc.at(kk * 16 * 128);
         if constexpr (Cfg::kWsExperiment != 2) wgmma::Ops<Elem>::template m64n256<1>(acc_o, da, db);
       }
     }
