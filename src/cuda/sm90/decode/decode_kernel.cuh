@@ -391,9 +391,7 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DecodeKernelAr
                                              uint32_t& load_phase) {
   using Elem = typename Cfg::Elem;
   const int tid = threadIdx.x;
-  // Through a shuffle, so that ptxas knows the warp index is warp-uniform and keeps the wgmma
-  // descriptors built from it in uniform registers.
-  const int warp = __shfl_sync(0xffffffffu, tid >> 5, 0);
+  const int warp = tid >> 5;
   const int lane = tid & 31;
   const int g = lane >> 2;  // accumulator row within an 8-row group
   const int t4 = lane & 3;  // accumulator column pair
@@ -559,15 +557,15 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DecodeKernelAr
 #pragma unroll
       for (int i = 0; i < 16; ++i) acc[i] = 0.f;
       wgmma::fence();
-      const wgmma::SmemDesc q_desc(smem_base + Cfg::kOffQ, 16, 1024);
-      const wgmma::SmemDesc k_desc(kv_stage + wn * 32 * 128, 16, 1024);
+      const uint32_t q_tile = smem_base + Cfg::kOffQ;
+      const uint32_t k_tile = kv_stage + wn * 32 * 128;
 #pragma unroll
       for (int kk = 0; kk < Cfg::kD / 16; ++kk) {
         const int blk = kk >> 2;
         const uint32_t kbyte = (kk & 3) * 32;  // 16 elements along K inside the 128-byte atom
-        wgmma::Ops<Elem>::template m64n32<0>(reinterpret_cast<float(&)[16]>(sc),
-                                             q_desc.at(blk * (Cfg::kRows << 7) + kbyte),
-                                             k_desc.at(blk * (Cfg::kTileN << 7) + kbyte));
+        const uint64_t da = wgmma::make_desc(q_tile + blk * (Cfg::kRows << 7) + kbyte, 16, 1024);
+        const uint64_t db = wgmma::make_desc(k_tile + blk * (Cfg::kTileN << 7) + kbyte, 16, 1024);
+        wgmma::Ops<Elem>::template m64n32<0>(reinterpret_cast<float(&)[16]>(sc), da, db);
       }
       wgmma::commit();
       wgmma::wait<0>();  // also retires this warpgroup's P V of the previous tile
@@ -706,14 +704,14 @@ __device__ __forceinline__ void decode_piece(uint8_t* smem, const DecodeKernelAr
 #pragma unroll
         for (int i = 0; i < 128; ++i) acc[i] *= (i & 2) ? alpha1 : alpha0;
         wgmma::fence();
-        const wgmma::SmemDesc p_desc(smem_base + Cfg::kOffP, 16, 1024);
-        // N-major V: 64-column blocks kTileN * 128 bytes apart, 8-token groups 1024 bytes.
-        const wgmma::SmemDesc v_desc(kv_stage + wn * 4 * (Cfg::kTileN << 7), Cfg::kTileN * 128,
-                                     1024);
+        const uint32_t p_tile = smem_base + Cfg::kOffP;
+        const uint32_t v_tile = kv_stage + wn * 4 * (Cfg::kTileN << 7);
 #pragma unroll
         for (int kk = 0; kk < Cfg::kTileN / 16; ++kk) {
-          wgmma::Ops<Elem>::template m64n256<1>(reinterpret_cast<float(&)[128]>(o),
-                                                p_desc.at(kk * 32), v_desc.at(kk * 16 * 128));
+          const uint64_t da = wgmma::make_desc(p_tile + kk * 32, 16, 1024);
+          // N-major V: 64-column blocks kTileN * 128 bytes apart, 8-token groups 1024 bytes.
+          const uint64_t db = wgmma::make_desc(v_tile + kk * 16 * 128, Cfg::kTileN * 128, 1024);
+          wgmma::Ops<Elem>::template m64n256<1>(reinterpret_cast<float(&)[128]>(o), da, db);
         }
         wgmma::commit();
         // Not waited for here: P V runs on while the next tile's barrier and S wgmmas are
