@@ -60,18 +60,12 @@ struct DecodeConfig {
   // loop of decode_piece. Shared memory: Q, one KV tile per warpgroup, each warpgroup's P (for
   // d = 576 the last Q column block lives in registers and warpgroup 1's P takes its place).
   static constexpr bool kPingPong = kPingPong_;
-  // 64-row FP8 tiles, warp-specialized (decode_piece_fp8_ws.cuh): a third, producer warpgroup
-  // loads the FP8 rows straight into registers, converts them and stores bf16 KV tiles into two
-  // alternating buffers while the two math warpgroups run the serial loop on the other one.
+  // 64-row FP8 tiles, warp-specialized in a 2-CTA cluster (decode_piece_fp8_ws.cuh): the two
+  // CTAs are the two row tiles that read the same KV tiles; in each, a third (producer)
+  // warpgroup loads half the rows of every tile into registers, converts them and stores the bf16
+  // rows into both CTAs' KV buffers, while the two math warpgroups run the serial loop's wgmmas.
   static constexpr bool kWarpSpecialized = kWarpSpecialized_;
   static constexpr int kProducerThreads = kWarpSpecialized ? 128 : 0;
-  // Warp-specialized, in a 2-CTA cluster of the two row tiles that read the same KV tiles: each
-  // CTA's producer converts half the rows into both CTAs' buffers (ClusterPair in
-  // decode_launch.cuh sets it and its shared-memory plan).
-  static constexpr bool kCluster = false;
-  // A/B experiments (FLASHMLA_WS_EXP, cluster variant; wrong results): 1 producer loads nothing,
-  // 2 math warps skip the wgmmas, 3 producer stores raw bytes (no conversion).
-  static constexpr int kWsExperiment = 0;
   static constexpr int kD = kD_;          // head dim of q and k: 576 or 512
   static constexpr int kRows = kRows_;    // query rows per CTA: 16, 32 or 64
   static constexpr int kTileN = kTileN_;  // KV tokens per pipeline stage: 32 or 64
@@ -117,7 +111,9 @@ struct DecodeConfig {
   // Sparse: which rows of a tile take part in the softmax, per tile in flight (FP8 resolves the
   // rows of a staging buffer's next tile before the current tile's scores are masked, hence one
   // more).
-  static constexpr int kValidSlots = kSparse ? (kStaging ? kStages + 1 : kStages) : 0;
+  // (The warp-specialized kernel keeps 32-bit validity words instead: kOffValid32.)
+  static constexpr int kValidSlots =
+      kSparse && !kWarpSpecialized ? (kStaging ? kStages + 1 : kStages) : 0;
   static constexpr int kOffQ = 0;
   static constexpr int kOffKV = kOffQ + kQBytes;
   static constexpr int kOffP = kOffKV + kOperandTiles * kKVBytes;
@@ -129,10 +125,14 @@ struct DecodeConfig {
       kOffMax + (kPingPong ? 2 * kRows * 4 : 0);  // uint8 [slots][kTileN]
   // FP8: one mbarrier per staging buffer (its bulk copies' completion).
   static constexpr int kOffBar = (kOffValid + kValidSlots * kTileN + 7) / 8 * 8;
-  // Warp-specialized: the producer's `bad` (a row id outside the cache) for the epilogue.
-  static constexpr int kOffBadFlag = kOffBar;
+  // Warp-specialized: per KV buffer, the 32-bit validity word of each row and each producer
+  // rank's `bad` word (written by both CTAs' producers), then three mbarriers per buffer (local
+  // ready, remote ready, available).
+  static constexpr int kOffValid32 = (kOffValid + 15) / 16 * 16;      // u32 [2][kTileN]
+  static constexpr int kOffPairFlags = kOffValid32 + 2 * kTileN * 4;  // u32 [2][2 ranks]
+  static constexpr int kOffPairBars = kOffPairFlags + 16;             // u64 [3][2]
   static constexpr int kSmemBytes =
-      kOffBar + (kStaging ? kStages * 8 : 0) + (kWarpSpecialized ? 8 : 0);
+      kWarpSpecialized ? kOffPairBars + 6 * 8 : kOffBar + (kStaging ? kStages * 8 : 0);
   static_assert(kSmemBytes <= 227 * 1024, "exceeds the 227 KB a Hopper CTA may use");
   // Two CTAs share an SM when both fit its 228 KB (1 KB of it reserved per CTA); the launch
   // bounds then cap registers at 128 per thread.
@@ -208,22 +208,17 @@ __device__ __forceinline__ int2 key_limits(const DecodeKernelArgs& a, int s_base
 // bar.sync / bar.red do not allow (ptxas duplicated the epilogue's bar.red into one branch of the
 // math warps, and the kernel hung on the H200).
 namespace fp8ws {
-inline constexpr int kBarFull = 7;       // + buffer: a converted KV tile is stored
-inline constexpr int kBarEmpty = 9;      // + buffer: the math warps are done with it
 inline constexpr int kBarMath = 11;      // the two math warpgroups only
-inline constexpr int kBarPiece = 12;     // all three warpgroups: a piece starts
-inline constexpr int kBarProducer = 13;  // the producer warpgroup only (cluster variant)
+inline constexpr int kBarProducer = 13;  // the producer warpgroup only
 }  // namespace fp8ws
 
 // The epilogue's barriers among the threads that hold the output. The warp-specialized kernel's
-// math warps sync among themselves and read the producer's `bad` from shared memory (stored
-// before its last tile's FULL arrival).
+// math warps sync among themselves; each of them has gathered `bad` from every tile's flags.
 template <class Cfg>
-__device__ __forceinline__ bool epilogue_sync_or(const uint8_t* smem, bool bad) {
+__device__ __forceinline__ bool epilogue_sync_or(bool bad) {
   if constexpr (Cfg::kWarpSpecialized) {
     ptx::bar_sync(fp8ws::kBarMath, Cfg::kThreads);
-    if constexpr (Cfg::kCluster) return bad;  // gathered per tile by every math thread
-    return bad || *reinterpret_cast<const volatile int*>(smem + Cfg::kOffBadFlag) != 0;
+    return bad;
   } else {
     return __syncthreads_or(bad) != 0;
   }
@@ -274,7 +269,7 @@ __device__ __forceinline__ void finish_piece(uint8_t* smem, const DecodeKernelAr
     }
   }
   // Also: is any lane's piece bad (a block id outside the cache)? Then the whole piece is NaN.
-  const bool any_bad = epilogue_sync_or<Cfg>(smem, bad);
+  const bool any_bad = epilogue_sync_or<Cfg>(bad);
 
   // Row gr holds query token s_base + gr / q_per_kv, head kv_head * q_per_kv + gr % q_per_kv of
   // batch entry src.batch; a split's partial rows are [(s - s_base) * h_q + h].

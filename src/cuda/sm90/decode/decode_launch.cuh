@@ -4,7 +4,6 @@
 
 #include <cuda_runtime.h>
 
-#include <cstdlib>
 #include <string>
 
 #include "cuda/common/check.h"
@@ -43,26 +42,16 @@ void launch_decode(const DecodeKernelArgs& a, cudaStream_t stream) {
 // two 16-row tiles for 32 rows (35% slower), mma.sync for 64 rows (about 1.4x slower).
 //   64 rows, bf16/fp16 rows: the ping-pong loop (decode_piece_pingpong.cuh) unless the
 //   environment sets FLASHMLA_DECODE_64ROW=serial, which selects the serial loop (Rows64) for
-//   A/B comparison; FP8 rows with 16-byte aligned strides take the warp-specialized loop
-//   (decode_piece_fp8_ws.cuh) unless FLASHMLA_FP8_64ROW=serial, others the serial one.
-// The warp-specialized FP8 64-row configuration in a 2-CTA cluster (decode_piece_fp8_ws.cuh):
-// 32-bit validity words and `bad` flags per buffer (written by both CTAs' producers) and three
-// mbarriers per buffer after the base plan.
-template <class Base, int kExp = 0>
-struct ClusterPair : Base {
-  static constexpr bool kCluster = true;
-  static constexpr int kWsExperiment = kExp;
-  static constexpr int kOffValid32 = (Base::kOffValid + 15) / 16 * 16;      // u32 [2][kTileN]
-  static constexpr int kOffPairFlags = kOffValid32 + 2 * Base::kTileN * 4;  // u32 [2][2 ranks]
-  // mbarriers [2]: local ready (128 producer threads), remote ready (1 + the peer's bytes),
-  // available (one per math warpgroup of either CTA: 4).
-  static constexpr int kOffPairBars = kOffPairFlags + 16;
-  static constexpr int kSmemBytes = kOffPairBars + 6 * 8;
-  static_assert(kSmemBytes <= 227 * 1024, "exceeds the 227 KB a Hopper CTA may use");
-};
-
+//   A/B comparison; FP8 rows with 16-byte aligned strides in pairs of row tiles (128, 256, ...
+//   query rows per KV head) take the warp-specialized 2-CTA cluster loop (decode_piece_fp8_ws.cuh)
+//   unless FLASHMLA_FP8_64ROW=serial, others the serial one (a single 64-row tile has no partner to
+//   share its conversion, and the one-CTA warp-specialized loop measured slower than the serial
+//   one: session 7 in bench/NOTES.md).
+// The warp-specialized FP8 64-row configuration runs in 2-CTA clusters: CTAs 2k and 2k + 1 are
+// the two row tiles of one worker and KV head (row tile fastest, an even count).
 template <class Cfg>
 void launch_decode_cluster(const DecodeKernelArgs& a, cudaStream_t stream) {
+  static_assert(Cfg::kWarpSpecialized);
   const auto kernel = decode_kernel<Cfg>;
   set_max_dynamic_smem(reinterpret_cast<const void*>(kernel), Cfg::kSmemBytes);
   const long long grid = static_cast<long long>(a.schedule.num_workers) * a.h_kv * a.row_tiles;
@@ -164,27 +153,8 @@ void launch_decode_for_rows(const DecodeKernelArgs& a, int tile_rows, cudaStream
     }
     launch_decode<typename Configs::Rows32>(a, stream);
   } else if constexpr (kFP8) {
-    // FLASHMLA_FP8_64ROW=cluster (draft): row-tile pairs share the conversion.
-    static const bool cluster = env_equals("FLASHMLA_FP8_64ROW", "cluster");
-    if (cluster && a.kv_aligned && a.row_tiles % 2 == 0) {
-      using Ws = typename Configs::Rows64WarpSpecialized;
-      static const int exp = [] {
-        const char* e = std::getenv("FLASHMLA_WS_EXP");
-        return e != nullptr ? std::atoi(e) : 0;
-      }();
-      if (exp == 1) {
-        launch_decode_cluster<ClusterPair<Ws, 1>>(a, stream);
-      } else if (exp == 2) {
-        launch_decode_cluster<ClusterPair<Ws, 2>>(a, stream);
-      } else if (exp == 3) {
-        launch_decode_cluster<ClusterPair<Ws, 3>>(a, stream);
-      } else {
-        launch_decode_cluster<ClusterPair<Ws>>(a, stream);
-      }
-      return;
-    }
-    if (a.kv_aligned && !fp8_64row_serial()) {
-      launch_decode<typename Configs::Rows64WarpSpecialized>(a, stream);
+    if (a.kv_aligned && a.row_tiles % 2 == 0 && !fp8_64row_serial()) {
+      launch_decode_cluster<typename Configs::Rows64WarpSpecialized>(a, stream);
       return;
     }
     launch_decode<typename Configs::Rows64>(a, stream);

@@ -1,46 +1,48 @@
-// The warp-specialized main loop of the 64-row FP8 decode kernel (DecodeConfig::kWarpSpecialized;
-// the default for aligned FP8 rows; FLASHMLA_FP8_64ROW=serial selects decode_piece for A/B).
+// The warp-specialized main loop of the 64-row FP8 decode kernel, in 2-CTA clusters
+// (DecodeConfig::kWarpSpecialized; the default for aligned FP8 rows in pairs of 64-row tiles;
+// FLASHMLA_FP8_64ROW=serial selects decode_piece for A/B).
 //
 // Why: the serial FP8 loop (decode_piece) converts each staging buffer into its single operand
 // tile between two barriers, so per tile the loads' latency, the conversion and the tensor work
-// add up (sparse h_q = 128, b = 128: 4.7 us per 64-token tile against ~1.3 us of DRAM time and
-// ~1.2 us of tensor time at the per-SM rates). Here a third warpgroup, the producer, owns the KV
-// stream: it loads the FP8 rows of tile t + 1 straight into registers, converts them and stores
-// the bf16 tile into the other of two KV buffers while the math warpgroups compute tile t.
+// add up. Here a third warpgroup per CTA, the producer, owns the KV stream, and the two CTAs of a
+// cluster are the two row tiles of one (worker, KV head): they read the same KV tiles, so each
+// producer (rank r) loads and converts only passes 2r and 2r + 1 (32 of the 64 rows) of every
+// tile and stores them into both CTAs' buffer t % 2: st.shared locally, st.async into the peer.
+// (One CTA's producer alone, converting all 64 rows, could not keep up: 645 against the serial
+// loop's 578 us on sparse b = 128, h_q = 128; session 7 in bench/NOTES.md.)
 //
 // Roles (384 threads): warpgroups 0 and 1 (threads 0-255) are the math warps of decode_piece's
 // wgmma path, unchanged in layout: warpgroup wn computes S for tokens 32 wn .. 32 wn + 31 of the
 // tile (m64n32k16), the row maxima are exchanged through `red`, both write P to shared memory,
 // and each adds P V into its 256 value columns (m64n256k16). Warpgroup 2 (threads 256-383) is
-// the producer: 8 threads per row, 16 rows per pass, 4 passes per tile; per pass a thread loads
-// 16-byte chunks c_lo + 8 j (j = 0..3, one per scale group) of the row's 512 FP8 values, the
-// row's scales and rope chunk c_lo, converts and stores them swizzled (tile_chunk_offset), and
-// prefetches the next tile's rows into L2, one 128-byte line per thread.
+// the producer: 8 threads per row, 16 rows per pass; per pass a thread loads 16-byte chunks
+// c_lo + 8 j (j = 0..3, one per scale group) of the row's 512 FP8 values, the row's scales and
+// rope chunk c_lo, converts and stores them swizzled (tile_chunk_offset). Its two passes live in
+// registers as a ring: once pass q of tile t is stored, its slot loads pass q of tile t + 1.
 //
-// Shared memory (bytes): Q 73728 + KV 2 x 73728 + P 8192 + red 512 + row 256 (+ sparse validity
-// 2 x 64) = 230144 (230272) of 232448; no staging buffers, no mbarriers.
+// Shared memory: Q 73728 + KV 2 x 73728 + P 8192 + red 512 + row 256 bytes, then per buffer the
+// rows' 32-bit validity words and the two ranks' `bad` words, and the mbarriers (kOffValid32,
+// kOffPairFlags, kOffPairBars); no staging buffers.
 //
-// Barriers (named only, ids in decode_kernel.cuh: the roles never meet at barrier 0, whose aligned
-// bar.sync / bar.red each role would reach at a different instruction):
-//   PIECE (12, 384 threads): a piece starts; the previous one is done with every shared buffer.
-//   FULL[b] (7 + b, 384): the producer arrives once tile t (b = t % 2) and its validity bytes
-//     (and the `bad` flag) are stored and fenced for the async proxy; the math warps sync before
-//     S(t).
-//   EMPTY[b] (9 + b, 384): the math warps arrive once their P V(t), the last reader of buffer b
-//     (and of validity slot b, read before P V), has retired, if tile t + 2 exists; the producer
-//     syncs before it stores tile t + 2 into buffer b.
-//   MATH (11, 256): the math warps' own barriers (Q loaded; row maxima; P published; the two of
-//     the epilogue), in place of decode_piece's __syncthreads.
-// Phases: one FULL phase per tile; one EMPTY phase per tile t with t + 2 < n, arrived and synced
-// under that same condition; so every phase is complete when the piece ends. The producer flags
-// row ids outside the cache in shared memory (kOffBadFlag, cleared by the math warps before
-// PIECE), and the epilogue turns the piece into NaN.
+// Synchronization, per buffer b (mbarriers; their phases run on across pieces, since both CTAs
+// walk the same pieces, so no barrier separates pieces):
+//   LOCAL_READY[b] (128 arrivals): this CTA's producer threads, after their stores and a proxy
+//     fence (st.shared is a generic-proxy write; wgmma reads through the async proxy).
+//   REMOTE_READY[b] (1 arrival + bytes): this CTA's producer announces the bytes the peer's
+//     st.async stores will bring (kRemoteBytes), whose completion ends the phase.
+//   AVAILABLE[b] (4 arrivals): each math warpgroup of both CTAs, once its P V of the buffer
+//     retired; the producers wait for it before refilling buffer b.
+// Named barriers (never barrier 0: the roles would reach it at different instructions, which the
+// aligned bar.sync / bar.red do not allow): MATH (11, the 256 math threads) in place of
+// decode_piece's __syncthreads, PRODUCER (13) for the `bad` OR of a tile. A cluster barrier
+// starts the kernel (after the mbarrier init) and ends it, so that no CTA exits while its peer
+// may still store into it or arrive on its barriers.
+//
+// `bad` (a row id outside the cache) and the sparse validity travel with each tile: every math
+// thread ORs the tile's two `bad` words, and the epilogue turns the piece into NaN.
 //
 // Registers: ptxas compiles for 168 per thread (384 threads, one CTA per SM); setmaxnreg then
-// moves 16 per thread from the producer (152) to the math warpgroups (176); ptxas allocates each
-// role's code within its limit. The producer's register ring needs more than 136 (184 / 136
-// spills 76-108 bytes), the math warps more than 168; at 176 / 152 the sparse kernel has no
-// spills and the dense one 16 bytes.
+// gives the math warpgroups 184 and the producer 136 (no spills, CUDA 13.0).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -55,47 +57,13 @@ namespace flashmla::detail::cuda::sm90 {
 namespace fp8ws {
 inline constexpr int kAll = 384;
 inline constexpr int kMath = 256;
-inline constexpr int kMathRegs = 176;
-inline constexpr int kProducerRegs = 152;
+inline constexpr int kMathRegs = 184;
+inline constexpr int kProducerRegs = 136;
 // setmaxnreg.inc only takes registers that this CTA's own setmaxnreg.dec gave back: the three
 // warpgroups must fit in what the launch gave them (168 each at 384 threads), or the math warps
-// wait forever (the first draft asked for 184 + 184 + 144 = 512 > 504 and hung).
+// wait forever (a draft that asked for 184 + 184 + 144 = 512 > 504 hung).
 inline constexpr int kLaunchRegs = 65536 / kAll / 8 * 8;
 static_assert(2 * kMathRegs + kProducerRegs <= 3 * kLaunchRegs, "registers the launch gave");
-// The cluster variant: the producer holds two passes per thread, the math warps get the rest.
-template <int kMathR, int kProducerR>
-struct RegSplit {
-  static constexpr int kMath = kMathR, kProducer = kProducerR;
-  static_assert(2 * kMath + kProducer <= 3 * kLaunchRegs, "registers the launch gave");
-};
-using ClusterRegs = RegSplit<184, 136>;  // no spills (ptxas, CUDA 13.0)
-template <int kTarget>
-__device__ __forceinline__ void set_regs() {
-  if constexpr (kTarget > kLaunchRegs) {
-    ptx::setmaxnreg_inc<kTarget>();
-  } else if constexpr (kTarget < kLaunchRegs) {
-    ptx::setmaxnreg_dec<kTarget>();
-  }
-}
-
-// One producer thread's share of one FP8 row: chunks c_lo + 8 j of the latent, the scales and
-// rope chunk c_lo, converted and stored into row `r` of the bf16 tile at `tile` (byte offset).
-template <class Cfg, bool kBf16Scale>
-__device__ __forceinline__ void store_row_part(uint8_t* smem, uint32_t tile, int r, int c_lo,
-                                               const uint4 (&latent)[4], const uint4& scales,
-                                               const uint4& rope) {
-  const uint32_t scale_bits[4] = {scales.x, scales.y, scales.z, scales.w};
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const float scale = __uint_as_float(scale_bits[j]);
-    uint4 lo, hi;
-    dequant_16<kBf16Scale>(latent[j], scale, __float2bfloat162_rn(scale), lo, hi);
-    const int chunk = 2 * (c_lo + 8 * j);  // 8 bf16 values per chunk
-    *reinterpret_cast<uint4*>(smem + tile + tile_chunk_offset<Cfg::kTileN>(r, chunk)) = lo;
-    *reinterpret_cast<uint4*>(smem + tile + tile_chunk_offset<Cfg::kTileN>(r, chunk + 1)) = hi;
-  }
-  *reinterpret_cast<uint4*>(smem + tile + tile_chunk_offset<Cfg::kTileN>(r, 64 + c_lo)) = rope;
-}
 
 // One producer thread's share of one FP8 row (pass) in registers: 24 of them.
 struct FP8RowPart {
@@ -118,131 +86,19 @@ __device__ __forceinline__ void load_row_part(const uint8_t* row, int c_lo, FP8R
   }
 }
 
-// The producer warpgroup: every tile of the piece into KV buffer t % 2 (see the file comment).
-// Rows must be 16-byte aligned (the launcher checks kv_aligned). The four passes of a tile live
-// in four register slots, a ring: once pass p of tile t is converted and stored, slot p loads
-// pass p of tile t + 1, so the next tile's loads are in flight while this one converts and while
-// the producer waits for a free buffer.
-template <class Cfg>
-__device__ __forceinline__ void produce_tiles(uint8_t* smem, const DecodeKernelArgs& a,
-                                              const PieceSource& src, int kv_head, int token_begin,
-                                              int token_end, int num_tiles, bool& bad) {
-  constexpr int kLoaders = Cfg::kProducerThreads;
-  constexpr int kRowsPerPass = kLoaders / 8;
-  constexpr int kPasses = Cfg::kTileN / kRowsPerPass;
-  static_assert(kPasses == 4, "four register slots per thread");
-  using Ids = KVRowIds<Cfg, kLoaders>;
-  const int ptid = threadIdx.x - Cfg::kThreads;
-  const int c_lo = ptid & 7;
-  const int r0 = ptid >> 3;
-  if (num_tiles == 0) return;
-  // Row addresses of the tile at `tile_start` (a row id is only inspected here, at least one
-  // tile after its fetch).
-  auto rows_of = [&](const Ids& ids, int tile_start, bool& flag, const uint8_t*(&rows)[kPasses]) {
-#pragma unroll
-    for (int pass = 0; pass < kPasses; ++pass) {
-      rows[pass] = fp8_row_address<Cfg>(a, ids.id[pass], (ids.skipped >> pass) & 1u,
-                                        tile_start + r0 + pass * kRowsPerPass, kv_head, flag);
-    }
-  };
-  // Ids of tiles t + 1 and t + 2 (fetched one and two tiles ahead of their use).
-  Ids ids_next = fetch_row_ids_by<Cfg, kLoaders>(a, src, token_begin, token_end, ptid);
-  Ids ids_after =
-      fetch_row_ids_by<Cfg, kLoaders>(a, src, token_begin + Cfg::kTileN, token_end, ptid);
-  FP8RowPart slot[kPasses];
-  const uint8_t* rows[kPasses];
-  rows_of(ids_next, token_begin, bad, rows);
-#pragma unroll
-  for (int pass = 0; pass < kPasses; ++pass) load_row_part(rows[pass], c_lo, slot[pass]);
-  ids_next = ids_after;
-  ids_after =
-      fetch_row_ids_by<Cfg, kLoaders>(a, src, token_begin + 2 * Cfg::kTileN, token_end, ptid);
-
-  for (int t = 0; t < num_tiles; ++t) {
-    const int b = t & 1;
-    const int tile_start = token_begin + t * Cfg::kTileN;
-    const bool has_next = t + 1 < num_tiles;
-    uint32_t valid_bits = 0;  // rows of tile t that exist (sparse validity bytes)
-#pragma unroll
-    for (int pass = 0; pass < kPasses; ++pass) valid_bits |= (rows[pass] != nullptr) << pass;
-    const uint8_t* next_rows[kPasses] = {nullptr, nullptr, nullptr, nullptr};
-    if (has_next) rows_of(ids_next, tile_start + Cfg::kTileN, bad, next_rows);
-    // Tile t + 2's rows into L2 now, so that its register loads, issued during tile t + 1, wait
-    // on L2, not DRAM: the 8 threads of a row each prefetch one of its (at most 7) 128-byte
-    // lines. (A bulk prefetch per row takes a uniform address, which ptxas turns into a loop
-    // over the warp's rows.)
-    if (t + 2 < num_tiles) {
-      bool ignored = false;  // judged when that tile is loaded
-      const uint8_t* ahead[kPasses];
-      rows_of(ids_after, tile_start + 2 * Cfg::kTileN, ignored, ahead);
-#pragma unroll
-      for (int pass = 0; pass < kPasses; ++pass) {
-        if (ahead[pass] != nullptr && c_lo < 7) {
-          ptx::prefetch_l2(ahead[pass] + (c_lo < 6 ? c_lo * 128 : kFP8RowBytes - 1));
-        }
-      }
-    }
-    const Ids ids_third =
-        fetch_row_ids_by<Cfg, kLoaders>(a, src, tile_start + 3 * Cfg::kTileN, token_end, ptid);
-
-    if (t >= 2) ptx::bar_sync(kBarEmpty + b, kAll);  // the math warps are done with buffer b
-    if constexpr (Cfg::kSparse) {
-      uint8_t* valid = smem + Cfg::kOffValid + b * Cfg::kTileN;
-      if (c_lo == 0) {
-#pragma unroll
-        for (int pass = 0; pass < kPasses; ++pass) {
-          valid[r0 + pass * kRowsPerPass] = (valid_bits >> pass) & 1u;
-        }
-      }
-    }
-    const uint32_t tile = Cfg::kOffKV + b * Cfg::kKVBytes;
-#pragma unroll
-    for (int pass = 0; pass < kPasses; ++pass) {
-      const FP8RowPart& d = slot[pass];
-      const int r = r0 + pass * kRowsPerPass;
-      const uint32_t any_bits = d.scales.x | d.scales.y | d.scales.z | d.scales.w;
-      if ((any_bits & 0xffffu) == 0) {  // every scale exact in bf16 (FlashMLA's recipe)
-        store_row_part<Cfg, true>(smem, tile, r, c_lo, d.latent, d.scales, d.rope);
-      } else {
-        store_row_part<Cfg, false>(smem, tile, r, c_lo, d.latent, d.scales, d.rope);
-      }
-      if (has_next) load_row_part(next_rows[pass], c_lo, slot[pass]);
-    }
-    if (bad) *reinterpret_cast<volatile int*>(smem + Cfg::kOffBadFlag) = 1;  // for the epilogue
-    wgmma::fence_proxy_async();  // st.shared (generic proxy) -> the math warps' wgmma reads
-    ptx::bar_arrive(kBarFull + b, kAll);
-#pragma unroll
-    for (int pass = 0; pass < kPasses; ++pass) rows[pass] = next_rows[pass];
-    ids_next = ids_after;
-    ids_after = ids_third;
-  }
-}
-
-// ---- The 2-CTA cluster variant (Cfg::kCluster; draft, FLASHMLA_FP8_64ROW=cluster).
-// The two CTAs of a cluster are the row tiles of one (worker, KV head): they read the same KV
-// tiles. Each CTA's producer (rank r) loads and converts passes 2r and 2r + 1 of every tile (32
-// of the 64 rows) and stores them into both CTAs' buffer t % 2: st.shared locally, st.async into
-// the peer, which completes the peer's REMOTE_READY transaction count. Per buffer b, mbarriers:
-//   LOCAL_READY[b] (128 arrivals: this CTA's producer threads, after their stores and a proxy
-//     fence), REMOTE_READY[b] (1 arrival, this CTA's producer announcing the peer's bytes, plus
-//     those bytes), AVAILABLE[b] (4 arrivals: each math warpgroup of both CTAs once its P V of the
-//     buffer retired). Phases run on across pieces (the two CTAs walk the same pieces), so no
-//     barrier separates pieces; a cluster barrier starts (after the mbarrier init) and ends the
-//     kernel, so that no CTA exits while its peer may still write to it.
-// Validity (sparse) and `bad` travel with the tile: u32 words per row and per producer rank.
-namespace cluster {
 // Bytes the peer's producer stores into this CTA per tile: 32 bf16 rows, their validity words
 // and its `bad` word.
 template <class Cfg>
 inline constexpr uint32_t kRemoteBytes = 32 * Cfg::kD * 2 + 32 * 4 + 4;
 
-template <class Cfg>
-__device__ __forceinline__ uint32_t bar_addr(uint32_t smem_base, int kind, int b) {
-  return smem_base + Cfg::kOffPairBars + 8 * (2 * kind + b);  // kind: 0 local, 1 remote, 2 avail
-}
+// The mbarriers of buffer b (see the file comment).
 inline constexpr int kLocalReady = 0;
 inline constexpr int kRemoteReady = 1;
 inline constexpr int kAvailable = 2;
+template <class Cfg>
+__device__ __forceinline__ uint32_t bar_addr(uint32_t smem_base, int kind, int b) {
+  return smem_base + Cfg::kOffPairBars + 8 * (2 * kind + b);
+}
 
 // One producer thread's share of one row into both CTAs (local st.shared, remote st.async).
 template <class Cfg, bool kBf16Scale>
@@ -261,12 +117,7 @@ __device__ __forceinline__ void store_row_part_pair(uint32_t local_tile, uint32_
   for (int j = 0; j < 4; ++j) {
     const float scale = __uint_as_float(scale_bits[j]);
     uint4 lo, hi;
-    if constexpr (Cfg::kWsExperiment == 3) {
-      lo = d.latent[j];
-      hi = d.latent[j];
-    } else {
-      dequant_16<kBf16Scale>(d.latent[j], scale, __float2bfloat162_rn(scale), lo, hi);
-    }
+    dequant_16<kBf16Scale>(d.latent[j], scale, __float2bfloat162_rn(scale), lo, hi);
     const int chunk = 2 * (c_lo + 8 * j);
     put(chunk, lo);
     put(chunk + 1, hi);
@@ -276,7 +127,7 @@ __device__ __forceinline__ void store_row_part_pair(uint32_t local_tile, uint32_
 
 // The producer of CTA `rank`: every tile of the piece, its two passes, into buffer t % 2 of both
 // CTAs. `avail_phase` (bit b) runs on across pieces. One register slot per pass, refilled with
-// the next tile's pass as soon as it is stored (a ring, as in the one-CTA producer).
+// the next tile's pass as soon as it is stored (a ring).
 template <class Cfg>
 __device__ __forceinline__ void produce_tiles(uint8_t* smem, const DecodeKernelArgs& a,
                                               const PieceSource& src, int kv_head, int token_begin,
@@ -338,7 +189,7 @@ __device__ __forceinline__ void produce_tiles(uint8_t* smem, const DecodeKernelA
       } else {
         store_row_part_pair<Cfg, false>(local_tile, remote_tile, remote_bar, r, c_lo, d);
       }
-      if (has_next) load_row_part(Cfg::kWsExperiment == 1 ? nullptr : next_rows[q], c_lo, slot[q]);
+      if (has_next) load_row_part(next_rows[q], c_lo, slot[q]);
     }
     valid = next_valid;
     // This tile's `bad` (row ids outside the cache) for both CTAs' epilogues.
@@ -359,8 +210,7 @@ __device__ __forceinline__ void produce_tiles(uint8_t* smem, const DecodeKernelA
   Ids ids_next = fetch_row_ids_by<Cfg, kLoaders>(a, src, token_begin, token_end, ptid);
   rows_of(ids_next, token_begin, rows, valid);
 #pragma unroll
-  for (int q = 0; q < 2; ++q)
-    load_row_part(Cfg::kWsExperiment == 1 ? nullptr : rows[q], c_lo, slot[q]);
+  for (int q = 0; q < 2; ++q) load_row_part(rows[q], c_lo, slot[q]);
   ids_next = fetch_row_ids_by<Cfg, kLoaders>(a, src, token_begin + Cfg::kTileN, token_end, ptid);
   Ids ids_after =
       fetch_row_ids_by<Cfg, kLoaders>(a, src, token_begin + 2 * Cfg::kTileN, token_end, ptid);
@@ -371,8 +221,6 @@ __device__ __forceinline__ void produce_tiles(uint8_t* smem, const DecodeKernelA
                                                 token_end, ptid);
   }
 }
-}  // namespace cluster
-
 // The math warpgroups: decode_piece's wgmma path with the KV tiles from the producer.
 template <class Cfg>
 __device__ __forceinline__ void consume_tiles(uint8_t* smem, const DecodeKernelArgs& a,
@@ -408,31 +256,22 @@ __device__ __forceinline__ void consume_tiles(uint8_t* smem, const DecodeKernelA
 #pragma unroll
   for (int i = 0; i < 128; ++i) acc_o[i] = 0.f;
 
-  bool piece_bad = false;  // cluster variant: a row id outside the cache in one of the tiles
+  bool piece_bad = false;  // a row id outside the cache in one of the tiles
   for (int t = 0; t < num_tiles; ++t) {
     const int b = t & 1;
     const int tile_start = token_begin + t * Cfg::kTileN;
     const uint32_t kv_stage = smem_base + Cfg::kOffKV + b * Cfg::kKVBytes;
-    const uint8_t* tile_valid = smem + Cfg::kOffValid + (Cfg::kSparse ? b * Cfg::kTileN : 0);
-    if constexpr (Cfg::kCluster) {
+    {
       // Both halves of tile t in buffer b: this CTA's producer's and the peer's.
       const uint32_t parity = (ready_phase >> b) & 1u;
-      ptx::mbarrier_wait(cluster::bar_addr<Cfg>(smem_base, cluster::kLocalReady, b), parity);
+      ptx::mbarrier_wait(bar_addr<Cfg>(smem_base, kLocalReady, b), parity);
       // The peer's st.async bytes complete this CTA's own barrier: the CTA-scope wait suffices
       // (as for TMA multicast); the cluster-scope acquire added an L1 invalidation (CCTL.IVALL).
-      ptx::mbarrier_wait(cluster::bar_addr<Cfg>(smem_base, cluster::kRemoteReady, b), parity);
+      ptx::mbarrier_wait(bar_addr<Cfg>(smem_base, kRemoteReady, b), parity);
       ready_phase ^= 1u << b;
       const volatile uint32_t* flags =
           reinterpret_cast<const volatile uint32_t*>(smem + Cfg::kOffPairFlags) + 2 * b;
       piece_bad |= (flags[0] | flags[1]) != 0;
-    } else {
-      // Tile t converted into buffer b. Immediate barrier ids: with the id in a register ptxas
-      // serializes every wgmma of the loop (C7520).
-      if (b == 0) {
-        ptx::bar_sync(kBarFull, kAll);
-      } else {
-        ptx::bar_sync(kBarFull + 1, kAll);
-      }
     }
 
     // ---- S = Q K^T: this warpgroup's 64 x 32 block, d/16 wgmmas.
@@ -450,7 +289,7 @@ __device__ __forceinline__ void consume_tiles(uint8_t* smem, const DecodeKernelA
         const uint32_t kbyte = (kk & 3) * 32;
         const uint64_t da = q_desc.at(blk * (Cfg::kRows << 7) + kbyte);
         const uint64_t db = k_desc.at(blk * (Cfg::kTileN << 7) + kbyte);
-        if constexpr (Cfg::kWsExperiment != 2) wgmma::Ops<Elem>::template m64n32<0>(acc_s, da, db);
+        wgmma::Ops<Elem>::template m64n32<0>(acc_s, da, db);
       }
     }
     wgmma::commit();
@@ -467,11 +306,9 @@ __device__ __forceinline__ void consume_tiles(uint8_t* smem, const DecodeKernelA
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         bool keep = true;
-        if constexpr (Cfg::kCluster && Cfg::kSparse) {
+        if constexpr (Cfg::kSparse) {
           keep = reinterpret_cast<const uint32_t*>(
                      smem + Cfg::kOffValid32)[b * Cfg::kTileN + col + e] != 0;
-        } else if constexpr (Cfg::kSparse) {
-          keep = tile_valid[col + e];
         }
         sc[nt][e] = keep && tok + e < limits.x ? sc[nt][e] * a.scale_log2 : -INFINITY;
         sc[nt][2 + e] = keep && tok + e < limits.y ? sc[nt][2 + e] * a.scale_log2 : -INFINITY;
@@ -540,31 +377,23 @@ __device__ __forceinline__ void consume_tiles(uint8_t* smem, const DecodeKernelA
       for (int kk = 0; kk < Cfg::kTileN / 16; ++kk) {
         const uint64_t da = p_desc.at(kk * 32);
         const uint64_t db = v_desc.at(kk * 16 * 128);
-        if constexpr (Cfg::kWsExperiment != 2) wgmma::Ops<Elem>::template m64n256<1>(acc_o, da, db);
+        wgmma::Ops<Elem>::template m64n256<1>(acc_o, da, db);
       }
     }
     wgmma::commit();
     // Buffer b is free once both warpgroups' P V(t) retire: released here, not at the next S
-    // wait, the producer has this whole tile's successor (S, softmax, P V) to refill it with
-    // tile t + 2. (Released at the next S wait, its refill ran beside the softmax alone, and
-    // each tile took S + softmax + the refill: ncu showed the producer waiting for EMPTY 60% of
-    // its time.) P V(t) and S(t + 1) share the tensor pipe anyway, so waiting here costs little.
+    // wait, the producers have this whole tile's successor (S, softmax, P V) to refill it with
+    // tile t + 2. (Released at the next S wait, a one-CTA producer's refill ran beside the
+    // softmax alone: ncu showed it waiting for the buffer 60% of its time.) P V(t) and S(t + 1)
+    // share the tensor pipe anyway, so waiting here costs little.
     wgmma::wait<0>();
     wgmma::fence_operands(acc_o);
-    if constexpr (Cfg::kCluster) {
-      // One arrival per math warpgroup on both CTAs' AVAILABLE[b] (the pipeline runs on across
-      // pieces, so every use is released).
-      if ((tid & 127) == 0) {
-        const uint32_t avail = cluster::bar_addr<Cfg>(smem_base, cluster::kAvailable, b);
-        ptx::mbarrier_arrive(avail);
-        ptx::mbarrier_arrive_cluster(ptx::cluster_peer_addr(avail, ptx::cluster_ctarank() ^ 1u));
-      }
-    } else if (t + 2 < num_tiles) {
-      if (b == 0) {
-        ptx::bar_arrive(kBarEmpty, kAll);
-      } else {
-        ptx::bar_arrive(kBarEmpty + 1, kAll);
-      }
+    // One arrival per math warpgroup on both CTAs' AVAILABLE[b] (the pipeline runs on across
+    // pieces, so every use is released).
+    if ((tid & 127) == 0) {
+      const uint32_t avail = bar_addr<Cfg>(smem_base, kAvailable, b);
+      ptx::mbarrier_arrive(avail);
+      ptx::mbarrier_arrive_cluster(ptx::cluster_peer_addr(avail, ptx::cluster_ctarank() ^ 1u));
     }
   }
   wgmma::wait<0>();  // the last tile's P V
@@ -589,63 +418,37 @@ __device__ __forceinline__ void run_roles(uint8_t* smem, const DecodeKernelArgs&
                : 0;
   };
   const int warpgroup = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x) / 128, 0);
-  if constexpr (Cfg::kCluster) {
-    const uint32_t smem_base = ptx::smem_addr(smem);
-    if (threadIdx.x == 0) {
-      for (int b = 0; b < 2; ++b) {
-        ptx::mbarrier_init(cluster::bar_addr<Cfg>(smem_base, cluster::kLocalReady, b),
-                           Cfg::kProducerThreads);
-        ptx::mbarrier_init(cluster::bar_addr<Cfg>(smem_base, cluster::kRemoteReady, b), 1);
-        ptx::mbarrier_init(cluster::bar_addr<Cfg>(smem_base, cluster::kAvailable, b), 4);
-      }
-      ptx::fence_mbarrier_init();
+  const uint32_t smem_base = ptx::smem_addr(smem);
+  if (threadIdx.x == 0) {
+    for (int b = 0; b < 2; ++b) {
+      ptx::mbarrier_init(bar_addr<Cfg>(smem_base, kLocalReady, b), Cfg::kProducerThreads);
+      ptx::mbarrier_init(bar_addr<Cfg>(smem_base, kRemoteReady, b), 1);
+      ptx::mbarrier_init(bar_addr<Cfg>(smem_base, kAvailable, b), 4);
     }
-    ptx::cluster_sync();  // both CTAs' barriers exist before any remote arrival or store
-    const uint32_t rank = ptx::cluster_ctarank();
-    if (warpgroup == 2) {
-      set_regs<ClusterRegs::kProducer>();
-      uint32_t avail_phase = 0;
-      for (int seq = begin_seq; seq <= end_seq; ++seq) {
-        const Piece p =
-            piece_of<Cfg>(a, seq, begin_seq, begin_token, end_seq, end_token, begin_split);
-        cluster::produce_tiles<Cfg>(smem, a, p.src, kv_head, p.token_begin, p.token_end,
-                                    tiles_of(p), rank, avail_phase);
-      }
-    } else {
-      set_regs<ClusterRegs::kMath>();
-      uint32_t ready_phase = 0;
-      for (int seq = begin_seq; seq <= end_seq; ++seq) {
-        const Piece p =
-            piece_of<Cfg>(a, seq, begin_seq, begin_token, end_seq, end_token, begin_split);
-        consume_tiles<Cfg>(smem, a, p.src, p.s_base, p.seq_len, kv_head, row0, p.token_begin,
-                           p.token_end, tiles_of(p), p.split_index, p.write_final, ready_phase);
-      }
-    }
-    ptx::cluster_sync();  // no CTA exits while its peer may still store into it
-    return;
+    ptx::fence_mbarrier_init();
   }
+  ptx::cluster_sync();  // both CTAs' barriers exist before any remote arrival or store
+  const uint32_t rank = ptx::cluster_ctarank();
   if (warpgroup == 2) {
     ptx::setmaxnreg_dec<kProducerRegs>();
+    uint32_t avail_phase = 0;
     for (int seq = begin_seq; seq <= end_seq; ++seq) {
       const Piece p =
           piece_of<Cfg>(a, seq, begin_seq, begin_token, end_seq, end_token, begin_split);
-      ptx::bar_sync(kBarPiece, kAll);  // the previous piece is done with every shared buffer
-      bool bad = false;
-      produce_tiles<Cfg>(smem, a, p.src, kv_head, p.token_begin, p.token_end, tiles_of(p), bad);
+      produce_tiles<Cfg>(smem, a, p.src, kv_head, p.token_begin, p.token_end, tiles_of(p), rank,
+                         avail_phase);
     }
   } else {
     ptx::setmaxnreg_inc<kMathRegs>();
-    uint32_t ready_phase = 0;  // unused here
+    uint32_t ready_phase = 0;
     for (int seq = begin_seq; seq <= end_seq; ++seq) {
       const Piece p =
           piece_of<Cfg>(a, seq, begin_seq, begin_token, end_seq, end_token, begin_split);
-      // The previous piece's epilogue has read the producer's flag; clear it for this one.
-      if (threadIdx.x == 0) *reinterpret_cast<volatile int*>(smem + Cfg::kOffBadFlag) = 0;
-      ptx::bar_sync(kBarPiece, kAll);  // the previous piece is done with every shared buffer
       consume_tiles<Cfg>(smem, a, p.src, p.s_base, p.seq_len, kv_head, row0, p.token_begin,
                          p.token_end, tiles_of(p), p.split_index, p.write_final, ready_phase);
     }
   }
+  ptx::cluster_sync();  // no CTA exits while its peer may still store into it
 }
 
 }  // namespace fp8ws
