@@ -131,8 +131,12 @@ struct DecodeConfig {
   static constexpr int kOffValid32 = (kOffValid + 15) / 16 * 16;      // u32 [2][kTileN]
   static constexpr int kOffPairFlags = kOffValid32 + 2 * kTileN * 4;  // u32 [2][2 ranks]
   static constexpr int kOffPairBars = kOffPairFlags + 16;             // u64 [3][2]
+  // Split consumer: the softmax warpgroup's per-row rescale factors for the other one.
+  static constexpr int kOffScale = kOffPairBars + 6 * 8;  // float [kRows]
   static constexpr int kSmemBytes =
-      kWarpSpecialized ? kOffPairBars + 6 * 8 : kOffBar + (kStaging ? kStages * 8 : 0);
+      kWarpSpecialized ? kOffScale + kRows * 4 : kOffBar + (kStaging ? kStages * 8 : 0);
+  // A/B (FLASHMLA_FP8_CONSUMER=split): the split consumer of decode_piece_fp8_ws.cuh.
+  static constexpr bool kSplitConsumer = false;
   static_assert(kSmemBytes <= 227 * 1024, "exceeds the 227 KB a Hopper CTA may use");
   // Two CTAs share an SM when both fit its 228 KB (1 KB of it reserved per CTA); the launch
   // bounds then cap registers at 128 per thread.
@@ -209,6 +213,8 @@ __device__ __forceinline__ int2 key_limits(const DecodeKernelArgs& a, int s_base
 // math warps, and the kernel hung on the H200).
 namespace fp8ws {
 inline constexpr int kBarMath = 11;      // the two math warpgroups only
+inline constexpr int kBarPReady = 9;     // split consumer: P(t) and its rescale factors stored
+inline constexpr int kBarPFree = 10;     // split consumer: warpgroup 1 is done with P(t)
 inline constexpr int kBarProducer = 13;  // the producer warpgroup only
 }  // namespace fp8ws
 

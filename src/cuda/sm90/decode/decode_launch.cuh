@@ -49,6 +49,11 @@ void launch_decode(const DecodeKernelArgs& a, cudaStream_t stream) {
 //   one: session 7 in bench/NOTES.md).
 // The warp-specialized FP8 64-row configuration runs in 2-CTA clusters: CTAs 2k and 2k + 1 are
 // the two row tiles of one worker and KV head (row tile fastest, an even count).
+template <class Base>
+struct SplitConsumer : Base {
+  static constexpr bool kSplitConsumer = true;
+};
+
 template <class Cfg>
 void launch_decode_cluster(const DecodeKernelArgs& a, cudaStream_t stream) {
   static_assert(Cfg::kWarpSpecialized);
@@ -154,7 +159,12 @@ void launch_decode_for_rows(const DecodeKernelArgs& a, int tile_rows, cudaStream
     launch_decode<typename Configs::Rows32>(a, stream);
   } else if constexpr (kFP8) {
     if (a.kv_aligned && a.row_tiles % 2 == 0 && !fp8_64row_serial()) {
-      launch_decode_cluster<typename Configs::Rows64WarpSpecialized>(a, stream);
+      static const bool split = env_equals("FLASHMLA_FP8_CONSUMER", "split");
+      if (split) {
+        launch_decode_cluster<SplitConsumer<typename Configs::Rows64WarpSpecialized>>(a, stream);
+      } else {
+        launch_decode_cluster<typename Configs::Rows64WarpSpecialized>(a, stream);
+      }
       return;
     }
     launch_decode<typename Configs::Rows64>(a, stream);

@@ -49,6 +49,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/sm90/decode/decode_kernel.cuh"
 
@@ -64,6 +65,11 @@ inline constexpr int kProducerRegs = 136;
 // wait forever (a draft that asked for 184 + 184 + 144 = 512 > 504 hung).
 inline constexpr int kLaunchRegs = 65536 / kAll / 8 * 8;
 static_assert(2 * kMathRegs + kProducerRegs <= 3 * kLaunchRegs, "registers the launch gave");
+// Split consumer: the softmax warpgroup, the accumulating one, the producer.
+inline constexpr int kSoftmaxRegs = 208;
+inline constexpr int kAccumulateRegs = 160;
+static_assert(kSoftmaxRegs + kAccumulateRegs + kProducerRegs <= 3 * kLaunchRegs,
+              "registers the launch gave");
 
 // One producer thread's share of one FP8 row (pass) in registers: 24 of them.
 struct FP8RowPart {
@@ -403,6 +409,197 @@ __device__ __forceinline__ void consume_tiles(uint8_t* smem, const DecodeKernelA
                     m1, l0, l1, o);
 }
 
+// ---- The split consumer (Cfg::kSplitConsumer; FlashMLA's division of the math work).
+// Warpgroup 0 computes the whole 64 x 64 S tile (m64n64: Q is read once per tile, and a row's
+// 64 columns sit in one quad, so the row maxima need no shared memory), the online softmax, and
+// P V over value columns 0-255 with P in registers (RS). Warpgroup 1 only adds P V over columns
+// 256-511 with P from shared memory, so warpgroup 0's S(t + 1) overlaps its P V(t).
+//   P_READY (9, 256): warpgroup 0 arrives once P(t) and the rows' rescale factors are stored
+//     (and fenced for the async proxy); warpgroup 1 syncs before rescaling and P V(t).
+//   P_FREE (10, 256): warpgroup 1 arrives once its P V(t) retired, if tile t + 1 exists;
+//     warpgroup 0 syncs before it stores P(t + 1).
+// Warpgroup 1 does not wait for the KV buffers itself: warpgroup 0 waited for tile t's
+// mbarriers before it arrived at P_READY for that tile. Both arrive at AVAILABLE[b] after their
+// own P V. Warpgroup 0 holds the row sums; warpgroup 1 passes zero sums to the epilogue.
+template <class Cfg, int kRole>
+__device__ __forceinline__ void consume_tiles_split(uint8_t* smem, const DecodeKernelArgs& a,
+                                                    const PieceSource& src, int s_base, int seq_len,
+                                                    int kv_head, int row0, int token_begin,
+                                                    int token_end, int num_tiles, int split_index,
+                                                    bool write_final, uint32_t& ready_phase) {
+  using Elem = typename Cfg::Elem;
+  using Ops = wgmma::Ops<Elem>;
+  constexpr int kTileN = Cfg::kTileN;
+  const int tid = threadIdx.x;
+  const int lane = tid & 31;
+  const int wm = (tid >> 5) & 3;
+  const int g = lane >> 2;
+  const int t4 = lane & 3;
+  const int srow0 = wm * 16 + g;
+  const int srow1 = srow0 + 8;
+  const uint32_t smem_base = ptx::smem_addr(smem);
+  float* row_scale = reinterpret_cast<float*>(smem + Cfg::kOffScale);  // [kRows]
+
+  load_q_tile<Cfg>(smem, a, src.batch, s_base, kv_head, row0);
+  ptx::cp_async_commit();
+  ptx::cp_async_wait<0>();
+  wgmma::fence_proxy_async();  // Q (cp.async) -> wgmma reads
+  ptx::bar_sync(kBarMath, kMath);
+
+  float m0 = -INFINITY, m1 = -INFINITY;  // running maxima (log2 domain; warpgroup 0)
+  float l0 = 0.f, l1 = 0.f;              // this thread's share of the row sums (warpgroup 0)
+  float o[Cfg::kMTiles][8][4];           // O over value columns 256 wg ..
+  float(&acc)[128] = reinterpret_cast<float(&)[128]>(o);
+#pragma unroll
+  for (int i = 0; i < 128; ++i) acc[i] = 0.f;
+  bool piece_bad = false;
+
+  if constexpr (kRole == 0) {
+    const int2 limits = key_limits<Cfg>(a, s_base, seq_len, row0, srow0, srow1, token_end);
+    for (int t = 0; t < num_tiles; ++t) {
+      const int b = t & 1;
+      const int tile_start = token_begin + t * kTileN;
+      const uint32_t kv_stage = smem_base + Cfg::kOffKV + b * Cfg::kKVBytes;
+      {
+        const uint32_t parity = (ready_phase >> b) & 1u;
+        ptx::mbarrier_wait(bar_addr<Cfg>(smem_base, kLocalReady, b), parity);
+        ptx::mbarrier_wait(bar_addr<Cfg>(smem_base, kRemoteReady, b), parity);
+        ready_phase ^= 1u << b;
+        const volatile uint32_t* flags =
+            reinterpret_cast<const volatile uint32_t*>(smem + Cfg::kOffPairFlags) + 2 * b;
+        piece_bad |= (flags[0] | flags[1]) != 0;
+      }
+      // ---- S = Q K^T, the whole 64 x 64 tile.
+      float sc[32];
+#pragma unroll
+      for (int i = 0; i < 32; ++i) sc[i] = 0.f;
+      wgmma::fence();
+      {
+        const wgmma::SmemDesc q_desc(smem_base + Cfg::kOffQ, 16, 1024);
+        const wgmma::SmemDesc k_desc(kv_stage, 16, 1024);
+#pragma unroll
+        for (int kk = 0; kk < Cfg::kD / 16; ++kk) {
+          const int blk = kk >> 2;
+          const uint32_t kbyte = (kk & 3) * 32;
+          Ops::template m64n64<0>(sc, q_desc.at(blk * (Cfg::kRows << 7) + kbyte),
+                                  k_desc.at(blk * (kTileN << 7) + kbyte));
+        }
+      }
+      wgmma::commit();
+      wgmma::wait<0>();
+      wgmma::fence_operands(sc);
+      wgmma::fence_operands(acc);
+      // ---- Mask, scale to the log2 domain, row maxima (quad shuffles).
+      const uint32_t* valid =
+          reinterpret_cast<const uint32_t*>(smem + Cfg::kOffValid32) + b * kTileN;
+      float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const int col = 8 * j + 2 * t4;
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const bool keep = !Cfg::kSparse || valid[col + e] != 0;
+          const int tok = tile_start + col + e;
+          sc[4 * j + e] = keep && tok < limits.x ? sc[4 * j + e] * a.scale_log2 : -INFINITY;
+          sc[4 * j + 2 + e] = keep && tok < limits.y ? sc[4 * j + 2 + e] * a.scale_log2 : -INFINITY;
+          mx0 = fmaxf(mx0, sc[4 * j + e]);
+          mx1 = fmaxf(mx1, sc[4 * j + 2 + e]);
+        }
+      }
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+      const float new0 = fmaxf(m0, mx0), new1 = fmaxf(m1, mx1);
+      // A row that has seen no key yet keeps max -inf; subtract 0 then so exp2 gives 0, not NaN.
+      const float use0 = new0 == -INFINITY ? 0.f : new0;
+      const float use1 = new1 == -INFINITY ? 0.f : new1;
+      const float al0 = ptx::exp2_approx(m0 - use0);
+      const float al1 = ptx::exp2_approx(m1 - use1);
+      m0 = new0;
+      m1 = new1;
+      // ---- P(t) into registers and shared memory, the rescale factors for warpgroup 1.
+      if (t > 0) ptx::bar_sync(kBarPFree, kMath);  // warpgroup 1 is done with P(t - 1)
+      uint8_t* sp = smem + Cfg::kOffP;
+      uint32_t rp[4][4];
+      float sum0 = 0.f, sum1 = 0.f;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const float p0 = ptx::exp2_approx(sc[4 * j] - use0);
+        const float p1 = ptx::exp2_approx(sc[4 * j + 1] - use0);
+        const float p2 = ptx::exp2_approx(sc[4 * j + 2] - use1);
+        const float p3 = ptx::exp2_approx(sc[4 * j + 3] - use1);
+        sum0 += p0 + p1;
+        sum1 += p2 + p3;
+        const uint32_t lo = ptx::pack2<Elem>(p0, p1), hi = ptx::pack2<Elem>(p2, p3);
+        rp[j >> 1][2 * (j & 1)] = lo;
+        rp[j >> 1][2 * (j & 1) + 1] = hi;
+        *reinterpret_cast<uint32_t*>(sp + p_chunk_offset<128>(srow0, j) + 4 * t4) = lo;
+        *reinterpret_cast<uint32_t*>(sp + p_chunk_offset<128>(srow1, j) + 4 * t4) = hi;
+      }
+      if (t4 == 0) {
+        row_scale[srow0] = al0;
+        row_scale[srow1] = al1;
+      }
+      l0 = l0 * al0 + sum0;
+      l1 = l1 * al1 + sum1;
+      wgmma::fence_proxy_async();  // P -> warpgroup 1's wgmma
+      ptx::bar_arrive(kBarPReady, kMath);
+      // ---- O = O * alpha + P V over value columns 0-255, P from registers.
+#pragma unroll
+      for (int i = 0; i < 128; ++i) acc[i] *= (i & 2) ? al1 : al0;
+      wgmma::fence_operands(acc);
+      wgmma::fence();
+      {
+        const wgmma::SmemDesc v_desc(kv_stage, kTileN * 128, 1024);
+#pragma unroll
+        for (int kk = 0; kk < kTileN / 16; ++kk) {
+          Ops::template m64n256_rs<1>(acc, rp[kk], v_desc.at(kk * 16 * 128));
+        }
+      }
+      wgmma::commit();
+      wgmma::wait<0>();
+      wgmma::fence_operands(acc);
+      if (tid == 0) {
+        const uint32_t avail = bar_addr<Cfg>(smem_base, kAvailable, b);
+        ptx::mbarrier_arrive(avail);
+        ptx::mbarrier_arrive_cluster(ptx::cluster_peer_addr(avail, ptx::cluster_ctarank() ^ 1u));
+      }
+    }
+  } else {
+    for (int t = 0; t < num_tiles; ++t) {
+      const int b = t & 1;
+      const uint32_t kv_stage = smem_base + Cfg::kOffKV + b * Cfg::kKVBytes;
+      ptx::bar_sync(kBarPReady, kMath);  // P(t) and its rescale factors stored
+      const float al0 = row_scale[srow0], al1 = row_scale[srow1];
+#pragma unroll
+      for (int i = 0; i < 128; ++i) acc[i] *= (i & 2) ? al1 : al0;
+      wgmma::fence_operands(acc);
+      wgmma::fence();
+      {
+        const wgmma::SmemDesc p_desc(smem_base + Cfg::kOffP, 16, 1024);
+        const wgmma::SmemDesc v_desc(kv_stage + 4 * (kTileN << 7), kTileN * 128, 1024);
+#pragma unroll
+        for (int kk = 0; kk < kTileN / 16; ++kk) {
+          Ops::template m64n256<1>(acc, p_desc.at(kk * 32), v_desc.at(kk * 16 * 128));
+        }
+      }
+      wgmma::commit();
+      wgmma::wait<0>();
+      wgmma::fence_operands(acc);
+      if (tid == 128) {
+        const uint32_t avail = bar_addr<Cfg>(smem_base, kAvailable, b);
+        ptx::mbarrier_arrive(avail);
+        ptx::mbarrier_arrive_cluster(ptx::cluster_peer_addr(avail, ptx::cluster_ctarank() ^ 1u));
+      }
+      if (t + 1 < num_tiles) ptx::bar_arrive(kBarPFree, kMath);
+    }
+  }
+
+  finish_piece<Cfg>(smem, a, src, s_base, kv_head, row0, split_index, write_final, piece_bad, m0,
+                    m1, l0, l1, o);
+}
+
 // The kernel body: the warpgroups take their roles and registers once, then each walks the
 // worker's pieces (piece_of, as decode_kernel does) with its own loop. The role test goes
 // through a shuffle so that ptxas sees it as warp-uniform.
@@ -439,13 +636,34 @@ __device__ __forceinline__ void run_roles(uint8_t* smem, const DecodeKernelArgs&
                          avail_phase);
     }
   } else {
-    ptx::setmaxnreg_inc<kMathRegs>();
-    uint32_t ready_phase = 0;
-    for (int seq = begin_seq; seq <= end_seq; ++seq) {
-      const Piece p =
-          piece_of<Cfg>(a, seq, begin_seq, begin_token, end_seq, end_token, begin_split);
-      consume_tiles<Cfg>(smem, a, p.src, p.s_base, p.seq_len, kv_head, row0, p.token_begin,
-                         p.token_end, tiles_of(p), p.split_index, p.write_final, ready_phase);
+    if constexpr (Cfg::kSplitConsumer) {
+      // Warpgroup 0 holds O, S and P (~200 registers), warpgroup 1 only O.
+      uint32_t ready_phase = 0;
+      auto run = [&](auto role) {
+        for (int seq = begin_seq; seq <= end_seq; ++seq) {
+          const Piece p =
+              piece_of<Cfg>(a, seq, begin_seq, begin_token, end_seq, end_token, begin_split);
+          consume_tiles_split<Cfg, decltype(role)::value>(
+              smem, a, p.src, p.s_base, p.seq_len, kv_head, row0, p.token_begin, p.token_end,
+              tiles_of(p), p.split_index, p.write_final, ready_phase);
+        }
+      };
+      if (warpgroup == 0) {
+        ptx::setmaxnreg_inc<kSoftmaxRegs>();
+        run(std::integral_constant<int, 0>{});
+      } else {
+        ptx::setmaxnreg_dec<kAccumulateRegs>();
+        run(std::integral_constant<int, 1>{});
+      }
+    } else {
+      ptx::setmaxnreg_inc<kMathRegs>();
+      uint32_t ready_phase = 0;
+      for (int seq = begin_seq; seq <= end_seq; ++seq) {
+        const Piece p =
+            piece_of<Cfg>(a, seq, begin_seq, begin_token, end_seq, end_token, begin_split);
+        consume_tiles<Cfg>(smem, a, p.src, p.s_base, p.seq_len, kv_head, row0, p.token_begin,
+                           p.token_end, tiles_of(p), p.split_index, p.write_final, ready_phase);
+      }
     }
   }
   ptx::cluster_sync();  // no CTA exits while its peer may still store into it
