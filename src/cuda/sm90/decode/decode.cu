@@ -123,6 +123,7 @@ void dense_decode(const DenseDecodeParams& p, void* stream_ptr) {
   a.h_kv = p.h_kv;
   a.q_per_kv = p.q_per_kv;
   a.fold = 1;
+  a.plan_seqs = p.batch_size;
   a.rows = decode_rows(p.s_q, p.q_per_kv);
   a.row_tiles = decode_row_tiles(a.rows);
   a.causal = p.causal;
@@ -161,6 +162,7 @@ void sparse_decode(const SparseDecodeParams& p, void* stream_ptr) {
   a.h_kv = 1;
   a.q_per_kv = p.h_q;
   a.fold = p.s_q;
+  a.plan_seqs = p.batch_size * p.s_q;
   a.rows = p.h_q;
   a.row_tiles = decode_row_tiles(a.rows);
   a.causal = false;

@@ -26,6 +26,7 @@ struct DecodeKernelArgs {
   int rows;          // query rows per (plan sequence, KV head)
   int row_tiles;     // ceil(rows / kRows)
   int fold;          // plan sequences per batch entry: 1 (dense) or s_q (sparse)
+  int plan_seqs;     // b * fold
   float scale_log2;  // softmax_scale * log2(e): scores are kept in the exp2 domain
   bool causal;
   bool q_aligned;   // q rows start on 16 bytes: cp.async may be used

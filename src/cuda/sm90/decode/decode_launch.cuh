@@ -4,6 +4,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <string>
 
 #include "cuda/common/check.h"
@@ -129,6 +130,23 @@ inline bool fp8_64row_serial() {
   return serial;
 }
 
+// Which consumer the FP8 cluster loop runs (decode_piece_fp8_ws.cuh). The split one gains 2-7%
+// once the workers have plenty of 64-token tiles (measured: sparse b = 64 / 74 / 128 / 148 at
+// ~60-140 tiles per worker, dense b = 32 / 128) but costs a fixed ~12 us, not yet understood,
+// where they have few (dense b = 1 and sparse b = 2: 28 -> 41 us; dense b = 8, ~14 tiles per
+// worker: 5% slower). The host does not know the dense lengths: the table width stands in for
+// them, an upper bound. FLASHMLA_FP8_CONSUMER=split|single forces one (A/B; read once).
+inline bool fp8_split_consumer(const DecodeKernelArgs& a, bool sparse) {
+  static const bool force_split = env_equals("FLASHMLA_FP8_CONSUMER", "split");
+  static const bool force_single = env_equals("FLASHMLA_FP8_CONSUMER", "single");
+  if (force_split || force_single) return force_split;
+  constexpr long long kMinTilesPerWorker = 48;
+  const long long slots =
+      sparse ? a.sparse_slots : static_cast<long long>(a.max_blocks_per_seq) * a.kv.page_block_size;
+  const long long tiles = static_cast<long long>(a.plan_seqs) * ((slots + 63) / 64);
+  return tiles >= kMinTilesPerWorker * std::max(a.schedule.num_workers, 1);
+}
+
 // Runs the configuration for `tile_rows` (16, 32 or 64 rows per tile).
 template <typename Elem, int kD, bool kFP8, bool kSparse>
 void launch_decode_for_rows(const DecodeKernelArgs& a, int tile_rows, cudaStream_t stream) {
@@ -159,8 +177,7 @@ void launch_decode_for_rows(const DecodeKernelArgs& a, int tile_rows, cudaStream
     launch_decode<typename Configs::Rows32>(a, stream);
   } else if constexpr (kFP8) {
     if (a.kv_aligned && a.row_tiles % 2 == 0 && !fp8_64row_serial()) {
-      static const bool split = env_equals("FLASHMLA_FP8_CONSUMER", "split");
-      if (split) {
+      if (fp8_split_consumer(a, kSparse)) {
         launch_decode_cluster<SplitConsumer<typename Configs::Rows64WarpSpecialized>>(a, stream);
       } else {
         launch_decode_cluster<typename Configs::Rows64WarpSpecialized>(a, stream);
