@@ -11,14 +11,16 @@
 // (One CTA's producer alone, converting all 64 rows, could not keep up: 645 against the serial
 // loop's 578 us on sparse b = 128, h_q = 128; session 7 in bench/NOTES.md.)
 //
-// Roles (384 threads): warpgroups 0 and 1 (threads 0-255) are the math warps of decode_piece's
-// wgmma path, unchanged in layout: warpgroup wn computes S for tokens 32 wn .. 32 wn + 31 of the
-// tile (m64n32k16), the row maxima are exchanged through `red`, both write P to shared memory,
-// and each adds P V into its 256 value columns (m64n256k16). Warpgroup 2 (threads 256-383) is
-// the producer: 8 threads per row, 16 rows per pass; per pass a thread loads 16-byte chunks
-// c_lo + 8 j (j = 0..3, one per scale group) of the row's 512 FP8 values, the row's scales and
-// rope chunk c_lo, converts and stores them swizzled (tile_chunk_offset). Its two passes live in
-// registers as a ring: once pass q of tile t is stored, its slot loads pass q of tile t + 1.
+// Roles (384 threads): warpgroups 0 and 1 (threads 0-255) are the math warps. Two consumers
+// (the launcher picks one, decode_launch.cuh): the split one (consume_tiles_split, below) where
+// the workers have many tiles; elsewhere decode_piece's wgmma path, unchanged in layout: warpgroup
+// wn computes S for tokens 32 wn .. 32 wn + 31 of the tile (m64n32k16), the row maxima are
+// exchanged through `red`, both write P to shared memory, and each adds P V into its 256 value
+// columns (m64n256k16). Warpgroup 2 (threads 256-383) is the producer: 8 threads per row, 16 rows
+// per pass; per pass a thread loads 16-byte chunks c_lo + 8 j (j = 0..3, one per scale group) of
+// the row's 512 FP8 values, the row's scales and rope chunk c_lo, converts and stores them swizzled
+// (tile_chunk_offset). Its two passes live in registers as a ring: once pass q of tile t is stored,
+// its slot loads pass q of tile t + 1.
 //
 // Shared memory: Q 73728 + KV 2 x 73728 + P 8192 + red 512 + row 256 bytes, then per buffer the
 // rows' 32-bit validity words and the two ranks' `bad` words, and the mbarriers (kOffValid32,
@@ -42,7 +44,8 @@
 // thread ORs the tile's two `bad` words, and the epilogue turns the piece into NaN.
 //
 // Registers: ptxas compiles for 168 per thread (384 threads, one CTA per SM); setmaxnreg then
-// gives the math warpgroups 184 and the producer 136 (no spills, CUDA 13.0).
+// gives the math warpgroups 184 each (split consumer: 208 and 160) and the producer 136 (no
+// spills, CUDA 13.0).
 #pragma once
 
 #include <cuda_bf16.h>
