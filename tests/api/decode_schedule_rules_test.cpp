@@ -70,5 +70,23 @@ TEST(DecodeScheduleRules, CombineSplitGroupsFollowTheGridSize) {
   EXPECT_EQ(decode_combine_groups(128LL * 2 * 128, kSMs), 1);
 }
 
+TEST(DecodeScheduleRules, Fp8SplitConsumerOnlyWithManyTilesPerWorker) {
+  // h_q = 128: two 64-row tiles, a 2-CTA cluster per worker, 66 workers on 132 SMs.
+  const int workers = kSMs / 2;
+  // Sparse anchor shapes (s_q 2, topk 2048: plan sequences b * 2 of 32 tiles).
+  EXPECT_FALSE(decode_fp8_split_consumer(2 * 2, 2048, workers)) << "b = 2: 29.8 -> 41.3 us";
+  EXPECT_TRUE(decode_fp8_split_consumer(64 * 2, 2048, workers)) << "b = 64: 285.0 -> 278.4 us";
+  EXPECT_TRUE(decode_fp8_split_consumer(128 * 2, 2048, workers));
+  // Dense anchor shapes, the block table as wide as the longest sequence (page 64).
+  EXPECT_FALSE(decode_fp8_split_consumer(1, 58 * 64, workers)) << "b = 1: 28.4 -> 41.4 us";
+  EXPECT_FALSE(decode_fp8_split_consumer(8, 232 * 64, workers)) << "b = 8: 79.9 -> 84.3 us";
+  EXPECT_TRUE(decode_fp8_split_consumer(32, 242 * 64, workers)) << "b = 32: 243.5 -> 238.6 us";
+  // The threshold: 48 tiles per worker; no workers count as one.
+  EXPECT_TRUE(decode_fp8_split_consumer(48, 64, 1));
+  EXPECT_FALSE(decode_fp8_split_consumer(47, 64, 1));
+  EXPECT_FALSE(decode_fp8_split_consumer(47, 64, 0));
+  EXPECT_TRUE(decode_fp8_split_consumer(48LL * workers, 1, workers)) << "a partial tile counts";
+}
+
 }  // namespace
 }  // namespace flashmla::detail::cuda

@@ -4,7 +4,6 @@
 
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <string>
 
 #include "cuda/common/check.h"
@@ -13,6 +12,7 @@
 #include "cuda/sm90/decode/decode_kernel.cuh"
 #include "cuda/sm90/decode/decode_piece_fp8_ws.cuh"
 #include "cuda/sm90/decode/decode_piece_pingpong.cuh"
+#include "cuda/sm90/decode/tile_shape.h"
 
 namespace flashmla::detail::cuda::sm90 {
 
@@ -130,21 +130,15 @@ inline bool fp8_64row_serial() {
   return serial;
 }
 
-// Which consumer the FP8 cluster loop runs (decode_piece_fp8_ws.cuh). The split one gains 2-7%
-// once the workers have plenty of 64-token tiles (measured: sparse b = 64 / 74 / 128 / 148 at
-// ~60-140 tiles per worker, dense b = 32 / 128) but costs a fixed ~12 us, not yet understood,
-// where they have few (dense b = 1 and sparse b = 2: 28 -> 41 us; dense b = 8, ~14 tiles per
-// worker: 5% slower). The host does not know the dense lengths: the table width stands in for
-// them, an upper bound. FLASHMLA_FP8_CONSUMER=split|single forces one (A/B; read once).
+// Which consumer the FP8 cluster loop runs (the rule: decode_fp8_split_consumer in
+// tile_shape.h); FLASHMLA_FP8_CONSUMER=split|single forces one (A/B; read once).
 inline bool fp8_split_consumer(const DecodeKernelArgs& a, bool sparse) {
   static const bool force_split = env_equals("FLASHMLA_FP8_CONSUMER", "split");
   static const bool force_single = env_equals("FLASHMLA_FP8_CONSUMER", "single");
   if (force_split || force_single) return force_split;
-  constexpr long long kMinTilesPerWorker = 48;
   const long long slots =
       sparse ? a.sparse_slots : static_cast<long long>(a.max_blocks_per_seq) * a.kv.page_block_size;
-  const long long tiles = static_cast<long long>(a.plan_seqs) * ((slots + 63) / 64);
-  return tiles >= kMinTilesPerWorker * std::max(a.schedule.num_workers, 1);
+  return decode_fp8_split_consumer(a.plan_seqs, slots, a.schedule.num_workers);
 }
 
 // Runs the configuration for `tile_rows` (16, 32 or 64 rows per tile).

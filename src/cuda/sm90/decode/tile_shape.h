@@ -59,4 +59,17 @@ inline int decode_combine_groups(long long combine_ctas, int sms) {
   return combine_ctas <= 4LL * sms ? 2 : 1;
 }
 
+// Which consumer the FP8 2-CTA cluster loop runs (decode_piece_fp8_ws.cuh): the split one gains
+// 2-7% once the workers have plenty of 64-token tiles (H200: sparse b = 64 / 74 / 128 / 148 at
+// h_q = 128, 60-140 tiles per worker; dense b = 32 and 128) but costs a fixed ~12 us where they
+// have few (dense b = 1 and sparse b = 2: 28 -> 41 us; dense b = 8, ~14 tiles per worker: 5%
+// slower). slots_per_seq: a sparse plan's slots, or for dense the block table's width in tokens
+// (the host does not know the lengths; an upper bound).
+inline constexpr long long kSplitConsumerMinTilesPerWorker = 48;
+inline bool decode_fp8_split_consumer(long long plan_seqs, long long slots_per_seq,
+                                      int num_workers) {
+  const long long tiles = plan_seqs * ((slots_per_seq + kDecodeBlockN - 1) / kDecodeBlockN);
+  return tiles >= kSplitConsumerMinTilesPerWorker * (num_workers > 1 ? num_workers : 1);
+}
+
 }  // namespace flashmla::detail::cuda
