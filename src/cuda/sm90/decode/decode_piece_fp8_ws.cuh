@@ -23,8 +23,9 @@
 // its slot loads pass q of tile t + 1.
 //
 // Shared memory: Q 73728 + KV 2 x 73728 + P 8192 + red 512 + row 256 bytes, then per buffer the
-// rows' 32-bit validity words and the two ranks' `bad` words, and the mbarriers (kOffValid32,
-// kOffPairFlags, kOffPairBars); no staging buffers.
+// rows' 32-bit validity words and the two ranks' `bad` words, the mbarriers and the split
+// consumer's per-row rescale factors (kOffValid32, kOffPairFlags, kOffPairBars, kOffScale); no
+// staging buffers.
 //
 // Synchronization, per buffer b (mbarriers; their phases run on across pieces, since both CTAs
 // walk the same pieces, so no barrier separates pieces):
@@ -36,7 +37,8 @@
 //     retired; the producers wait for it before refilling buffer b.
 // Named barriers (never barrier 0: the roles would reach it at different instructions, which the
 // aligned bar.sync / bar.red do not allow): MATH (11, the 256 math threads) in place of
-// decode_piece's __syncthreads, PRODUCER (13) for the `bad` OR of a tile. A cluster barrier
+// decode_piece's __syncthreads, PRODUCER (13) for the `bad` OR of a tile, P_READY (9) and
+// P_FREE (10) between the split consumer's two warpgroups. A cluster barrier
 // starts the kernel (after the mbarrier init) and ends it, so that no CTA exits while its peer
 // may still store into it or arrive on its barriers.
 //
