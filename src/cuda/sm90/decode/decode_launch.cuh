@@ -101,9 +101,10 @@ struct DecodeConfigs {
   using Rows32TwoPerSM = DecodeConfig<Elem, kD, 32, 32, kFP8 ? 1 : 2, false, false, kFP8, kSparse>;
   using Rows64 =
       DecodeConfig<Elem, kD, 64, 64, kFP8 ? 1 : 2, /*kWgmma=*/true, false, kFP8, kSparse>;
-  // FP8 rows: a producer warpgroup loads and converts into two KV buffers while the math
-  // warpgroups compute (decode_piece_fp8_ws.cuh); it reads rows with 16-byte loads, so it
-  // needs 16-byte aligned rows.
+  // FP8 rows in 2-CTA clusters: each CTA's producer warpgroup loads and converts half of every
+  // KV tile into both CTAs' two KV buffers while the math warpgroups compute
+  // (decode_piece_fp8_ws.cuh); it reads rows with 16-byte loads, so it needs 16-byte aligned
+  // rows.
   using Rows64WarpSpecialized =
       DecodeConfig<Elem, kD, 64, 64, 2, /*kWgmma=*/true, false, kFP8, kSparse, false, true>;
   using Rows64PingPong =

@@ -138,10 +138,6 @@ __device__ __forceinline__ uint4 ld_global_nc_16(const void* src) {
                : "l"(src));
   return v;
 }
-// Starts bringing the cache line holding `src` into L2; no completion, no registers held.
-__device__ __forceinline__ void prefetch_l2(const void* src) {
-  asm volatile("prefetch.global.L2 [%0];\n" ::"l"(src));
-}
 // Register budget of the calling warpgroup (all its warps execute it): setmaxnreg.
 template <int kRegs>
 __device__ __forceinline__ void setmaxnreg_inc() {
