@@ -63,7 +63,8 @@ struct DecodeConfig {
   // 64-row FP8 tiles, warp-specialized in a 2-CTA cluster (decode_piece_fp8_ws.cuh): the two
   // CTAs are the two row tiles that read the same KV tiles; in each, a third (producer)
   // warpgroup loads half the rows of every tile into registers, converts them and stores the bf16
-  // rows into both CTAs' KV buffers, while the two math warpgroups run the serial loop's wgmmas.
+  // rows into both CTAs' KV buffers, while the two math warpgroups run the serial loop's wgmmas
+  // (or, with kSplitConsumer, FlashMLA's split of that work).
   static constexpr bool kWarpSpecialized = kWarpSpecialized_;
   static constexpr int kProducerThreads = kWarpSpecialized ? 128 : 0;
   static constexpr int kD = kD_;          // head dim of q and k: 576 or 512
@@ -135,7 +136,8 @@ struct DecodeConfig {
   static constexpr int kOffScale = kOffPairBars + 6 * 8;  // float [kRows]
   static constexpr int kSmemBytes =
       kWarpSpecialized ? kOffScale + kRows * 4 : kOffBar + (kStaging ? kStages * 8 : 0);
-  // A/B (FLASHMLA_FP8_CONSUMER=split): the split consumer of decode_piece_fp8_ws.cuh.
+  // The split consumer of decode_piece_fp8_ws.cuh (set by decode_launch.cuh's SplitConsumer where
+  // decode_fp8_split_consumer picks it).
   static constexpr bool kSplitConsumer = false;
   static_assert(kSmemBytes <= 227 * 1024, "exceeds the 227 KB a Hopper CTA may use");
   // Two CTAs share an SM when both fit its 228 KB (1 KB of it reserved per CTA); the launch
@@ -219,7 +221,8 @@ inline constexpr int kBarProducer = 13;  // the producer warpgroup only
 }  // namespace fp8ws
 
 // The epilogue's barriers among the threads that hold the output. The warp-specialized kernel's
-// math warps sync among themselves; each of them has gathered `bad` from every tile's flags.
+// math warps sync among themselves; the threads that write lse and 1/l (warpgroup 0) have
+// gathered `bad` from every tile's flags themselves.
 template <class Cfg>
 __device__ __forceinline__ bool epilogue_sync_or(bool bad) {
   if constexpr (Cfg::kWarpSpecialized) {
