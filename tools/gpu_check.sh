@@ -57,6 +57,11 @@ if has gtest; then
   timeout 200 compute-sanitizer --tool memcheck $BUILD/tests/flashmla_gpu_tests \
     --gtest_filter='*SanitizerSmall*:*InvalidBlockId*' > "$OUT/memcheck.log" 2>&1
   echo "=== memcheck rc=$? ($((SECONDS - t0)) s): $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log")"
+  # The FP8 cluster loop's split consumer only runs on large plans by default: force it here.
+  FLASHMLA_FP8_CONSUMER=split timeout 200 compute-sanitizer --tool memcheck \
+    $BUILD/tests/flashmla_gpu_tests --gtest_filter='*FP8DenseDecode.SanitizerSmall:*SparseDecode.SanitizerSmall' \
+    > "$OUT/memcheck_split.log" 2>&1
+  echo "=== memcheck (FP8 split consumer) rc=$?: $(grep -E 'ERROR SUMMARY' "$OUT/memcheck_split.log")"
   t0=$SECONDS
   timeout 200 compute-sanitizer --tool racecheck $BUILD/tests/flashmla_gpu_tests \
     --gtest_filter='*SanitizerSmall*' > "$OUT/racecheck.log" 2>&1

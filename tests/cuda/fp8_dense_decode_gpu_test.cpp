@@ -50,7 +50,9 @@ TEST(CudaFP8DenseDecode, SanitizerSmall) {
   FLASHMLA_REQUIRE_GPU();
   CaseGroup group("fp8-small");
   Rng rng(test_seed() * 37 + 3);
-  for (auto [h_q, s_q] : {std::pair{16, 1}, std::pair{16, 2}, std::pair{64, 1}}) {
+  // 128 query rows (h_q 128, or h_q 64 with s_q 2) run the 2-CTA cluster loop.
+  for (auto [h_q, s_q] : {std::pair{16, 1}, std::pair{16, 2}, std::pair{64, 1}, std::pair{128, 1},
+                          std::pair{64, 2}}) {
     DenseCase c = small_dense_case(rng, h_q, s_q);
     c.fp8 = true;
     run_dense_gpu_case(group, c);

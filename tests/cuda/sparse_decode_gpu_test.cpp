@@ -497,12 +497,13 @@ TEST(CudaSparseDecode, SanitizerSmall) {
     run_sparse_case(group, c, Call::kConvenience);
     run_sparse_case(group, c, Call::kPlan, /*num_workers=*/300);
   }
-  // 64 query rows: FP8 (serial loop, one tile) and bf16 (ping-pong loop, three tiles).
-  for (bool fp8 : {true, false}) {
+  // 64 query rows: FP8 (serial loop, one tile) and bf16 (ping-pong loop, three tiles); 128
+  // query rows of FP8: the 2-CTA cluster loop.
+  for (auto [fp8, h_q] : {std::pair{true, 64}, std::pair{false, 64}, std::pair{true, 128}}) {
     SparseCase c;
     c.seed = rng.engine()();
     c.batch = 1;
-    c.h_q = 64;
+    c.h_q = h_q;
     c.topk = fp8 ? 64 : 192;
     c.fp8 = fp8;
     c.num_blocks = 4;
