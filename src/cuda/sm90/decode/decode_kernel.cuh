@@ -127,11 +127,11 @@ struct DecodeConfig {
   // FP8: one mbarrier per staging buffer (its bulk copies' completion).
   static constexpr int kOffBar = (kOffValid + kValidSlots * kTileN + 7) / 8 * 8;
   // Warp-specialized: per KV buffer, the 32-bit validity word of each row and each producer
-  // rank's `bad` word (written by both CTAs' producers), then three mbarriers per buffer (local
+  // warp's `bad` word (written by both CTAs' producers), then three mbarriers per buffer (local
   // ready, remote ready, available).
   static constexpr int kOffValid32 = (kOffValid + 15) / 16 * 16;      // u32 [2][kTileN]
-  static constexpr int kOffPairFlags = kOffValid32 + 2 * kTileN * 4;  // u32 [2][2 ranks]
-  static constexpr int kOffPairBars = kOffPairFlags + 16;             // u64 [3][2]
+  static constexpr int kOffPairFlags = kOffValid32 + 2 * kTileN * 4;  // u32 [2][2 ranks][4 warps]
+  static constexpr int kOffPairBars = kOffPairFlags + 64;             // u64 [3][2]
   // Split consumer: the softmax warpgroup's per-row rescale factors for the other one.
   static constexpr int kOffScale = kOffPairBars + 6 * 8;  // float [kRows]
   static constexpr int kSmemBytes =
@@ -217,7 +217,6 @@ namespace fp8ws {
 inline constexpr int kBarMath = 11;      // the two math warpgroups only
 inline constexpr int kBarPReady = 9;     // split consumer: P(t) and its rescale factors stored
 inline constexpr int kBarPFree = 10;     // split consumer: warpgroup 1 is done with P(t)
-inline constexpr int kBarProducer = 13;  // the producer warpgroup only
 }  // namespace fp8ws
 
 // The epilogue's barriers among the threads that hold the output. The warp-specialized kernel's

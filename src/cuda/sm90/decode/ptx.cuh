@@ -113,21 +113,6 @@ __device__ __forceinline__ void mbarrier_arrive_cluster(uint32_t bar) {
 __device__ __forceinline__ void cluster_sync() {
   asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
 }
-// OR of `pred` over the `count` threads of named barrier `id` (all at this instruction).
-__device__ __forceinline__ bool bar_red_or(int id, int count, bool pred) {
-  uint32_t r;
-  asm volatile(
-      "{\n"
-      ".reg .pred p, q;\n"
-      "setp.ne.u32 p, %1, 0;\n"
-      "bar.red.or.pred q, %2, %3, p;\n"
-      "selp.u32 %0, 1, 0, q;\n"
-      "}\n"
-      : "=r"(r)
-      : "r"(static_cast<uint32_t>(pred)), "r"(id), "r"(count)
-      : "memory");
-  return r != 0;
-}
 
 // 16 bytes from global memory into registers through the non-coherent path, not kept in L1
 // (KV rows are read once per CTA).
