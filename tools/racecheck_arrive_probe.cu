@@ -1,14 +1,21 @@
 // Does compute-sanitizer's racecheck honour bar.arrive -> bar.sync ordering?
 //
 //   nvcc -arch=sm_90a -o /tmp/probe tools/racecheck_arrive_probe.cu
-//   compute-sanitizer --tool racecheck /tmp/probe
+//   compute-sanitizer --tool racecheck /tmp/probe [epilogue]
 //
 // Two warpgroups hand shared memory back and forth the way the ping-pong decode loop does: the
 // producer writes and arrives on barrier 1, the consumer syncs on it and reads; the consumer
 // arrives on barrier 2 when done, and the producer syncs on it before it writes again. Per the
 // PTX memory model both hand-offs are ordered. On the H200 with CUDA 13.0 racecheck still reports
 // one hazard (512 accesses), so its reports on kernels built this way need this context.
+//
+// `probe epilogue` runs the split FP8 consumer's pattern instead (decode_piece_fp8_ws.cuh): per
+// piece, the P hand-off of each tile through barriers 9 / 10 (arrive -> sync), then an epilogue
+// whose shared row sums are written before and read after a full bar.sync of all 256 threads
+// (barrier 11), and a second full bar.sync before the next piece. The epilogue accesses are
+// ordered by bar.sync alone; a report on them means the earlier arrives confuse racecheck.
 #include <cstdio>
+#include <cstring>
 
 __global__ void handoff(float* out) {
   __shared__ float s[128];
@@ -25,10 +32,45 @@ __global__ void handoff(float* out) {
   }
 }
 
-int main() {
+__global__ void split_epilogue(float* out) {
+  __shared__ float p[128];
+  __shared__ float red[2][64];
+  __shared__ float row_val[64];
+  const int t = threadIdx.x;
+  const int wg = t / 128;
+  const int r = t % 64;
+  float acc = 0.f;
+  for (int piece = 0; piece < 3; ++piece) {
+    const int num_tiles = piece + 1;
+    for (int tile = 0; tile < num_tiles; ++tile) {
+      if (wg == 0) {
+        if (tile > 0) asm volatile("bar.sync 10, 256;" ::: "memory");
+        p[t] = tile + piece;
+        asm volatile("bar.arrive 9, 256;" ::: "memory");
+      } else {
+        asm volatile("bar.sync 9, 256;" ::: "memory");
+        acc += p[t - 128];
+        if (tile + 1 < num_tiles) asm volatile("bar.arrive 10, 256;" ::: "memory");
+      }
+    }
+    if (t % 128 < 64) red[wg][r] = acc + wg;
+    asm volatile("bar.sync 11, 256;" ::: "memory");
+    if (t < 64) row_val[r] = red[0][r] + red[1][r];
+    asm volatile("bar.sync 11, 256;" ::: "memory");
+    acc += row_val[r];
+  }
+  out[t] = acc;
+}
+
+int main(int argc, char** argv) {
+  const bool epilogue = argc > 1 && std::strcmp(argv[1], "epilogue") == 0;
   float* out = nullptr;
-  cudaMalloc(&out, 128 * sizeof(float));
-  handoff<<<1, 256>>>(out);
+  cudaMalloc(&out, 256 * sizeof(float));
+  if (epilogue) {
+    split_epilogue<<<1, 256>>>(out);
+  } else {
+    handoff<<<1, 256>>>(out);
+  }
   std::printf("kernel: %s\n", cudaGetErrorString(cudaDeviceSynchronize()));
   cudaFree(out);
   return 0;
