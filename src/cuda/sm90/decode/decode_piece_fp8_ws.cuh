@@ -142,14 +142,23 @@ __device__ __forceinline__ void store_row_part_pair(uint32_t local_tile, uint32_
                  : "memory");
     ptx::st_async_16(remote_tile + off, v, remote_bar);
   };
+  // A 16-byte store is served a quarter-warp (one row's 8 threads) at a time, and chunks 2 c_lo
+  // and 2 (c_lo + 4) fall into the same 16-byte slot of the swizzle (tile_chunk_offset): ncu
+  // counted 8 wavefronts instead of 4 for every latent store. So threads c_lo >= 4 convert their
+  // input halves swapped and store the odd chunk first (4 SEL per 16 values). Regrouping the
+  // threads instead (two rows per quarter-warp) removed the conflicts too, but split each
+  // quarter-warp's 128-byte row load in two and was slower (bench/NOTES.md, session 9).
+  const bool odd_first = (c_lo & 4) != 0;
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
     const float scale = __uint_as_float(scale_bits[j]);
-    uint4 lo, hi;
-    dequant_16<kBf16Scale>(d.latent[j], scale, __float2bfloat162_rn(scale), lo, hi);
-    const int chunk = 2 * (c_lo + 8 * j);
-    put(chunk, lo);
-    put(chunk + 1, hi);
+    const uint4& in = d.latent[j];
+    const uint4 v = odd_first ? make_uint4(in.z, in.w, in.x, in.y) : in;
+    uint4 first, second;
+    dequant_16<kBf16Scale>(v, scale, __float2bfloat162_rn(scale), first, second);
+    const int chunk = 2 * (c_lo + 8 * j) + (odd_first ? 1 : 0);
+    put(chunk, first);
+    put(chunk ^ 1, second);
   }
   put(64 + c_lo, d.rope);
 }
