@@ -87,6 +87,17 @@ __device__ __forceinline__ uint32_t cluster_peer_addr(uint32_t local, uint32_t r
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(r) : "r"(local), "r"(rank));
   return r;
 }
+// Bulk copy of `bytes` (a multiple of 16) from this CTA's shared memory into the peer's
+// (shared::cluster addresses `dst` and `peer_bar`), completing that many bytes of the peer's
+// mbarrier transaction count. The source must be fenced for the async proxy first.
+__device__ __forceinline__ void bulk_copy_shared_to_peer(uint32_t dst, uint32_t src, uint32_t bytes,
+                                                         uint32_t peer_bar) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.shared::cta.mbarrier::complete_tx::bytes [%0], [%1], %2, "
+      "[%3];\n" ::"r"(dst),
+      "r"(src), "r"(bytes), "r"(peer_bar)
+      : "memory");
+}
 // Stores into the peer CTA's shared memory that complete `bytes` of its mbarrier's transaction
 // count (the peer's own arrive_expect_tx announces them).
 __device__ __forceinline__ void st_async_16(uint32_t remote, const uint4& v, uint32_t remote_bar) {
