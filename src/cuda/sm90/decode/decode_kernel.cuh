@@ -214,9 +214,9 @@ __device__ __forceinline__ int2 key_limits(const DecodeKernelArgs& a, int s_base
 // bar.sync / bar.red do not allow (ptxas duplicated the epilogue's bar.red into one branch of the
 // math warps, and the kernel hung on the H200).
 namespace fp8ws {
-inline constexpr int kBarMath = 11;      // the two math warpgroups only
-inline constexpr int kBarPReady = 9;     // split consumer: P(t) and its rescale factors stored
-inline constexpr int kBarPFree = 10;     // split consumer: warpgroup 1 is done with P(t)
+inline constexpr int kBarMath = 11;   // the two math warpgroups only
+inline constexpr int kBarPReady = 9;  // split consumer: P(t) and its rescale factors stored
+inline constexpr int kBarPFree = 10;  // split consumer: warpgroup 1 is done with P(t)
 }  // namespace fp8ws
 
 // The epilogue's barriers among the threads that hold the output. The warp-specialized kernel's

@@ -7,7 +7,8 @@
 // add up. Here a third warpgroup per CTA, the producer, owns the KV stream, and the two CTAs of a
 // cluster are the two row tiles of one (worker, KV head): they read the same KV tiles, so each
 // producer (rank r) loads and converts only passes 2r and 2r + 1 (32 of the 64 rows) of every
-// tile and stores them into both CTAs' buffer t % 2: st.shared locally, st.async into the peer.
+// tile, stores them into its own buffer t % 2 (st.shared), and each producer warp copies its rows
+// into the peer's buffer with the bulk-copy engine (cp.async.bulk shared::cta -> shared::cluster).
 // (One CTA's producer alone, converting all 64 rows, could not keep up: 645 against the serial
 // loop's 578 us on sparse b = 128, h_q = 128; session 7 in bench/NOTES.md.)
 //
@@ -19,20 +20,23 @@
 // columns (m64n256k16). Warpgroup 2 (threads 256-383) is the producer: 8 threads per row, 16 rows
 // per pass; per pass a thread loads 16-byte chunks c_lo + 8 j (j = 0..3, one per scale group) of
 // the row's 512 FP8 values, the row's scales and rope chunk c_lo, converts and stores them swizzled
-// (tile_chunk_offset). Its two passes live in registers as a ring: once pass q of tile t is stored,
-// its slot loads pass q of tile t + 1.
+// (tile_chunk_offset); a warp's 4 rows of a pass are then 512 contiguous bytes per 64-column
+// block, which its lane 0 copies into the peer (9 bulk copies per warp and pass). Its two passes
+// live in registers as a ring: once pass q of tile t is stored, its slot loads pass q of t + 1.
 //
 // Shared memory: Q 73728 + KV 2 x 73728 + P 8192 + red 512 + row 256 bytes, then per buffer the
-// rows' 32-bit validity words and the two ranks' `bad` words, the mbarriers and the split
+// rows' 32-bit validity words and the producer warps' `bad` words, the mbarriers and the split
 // consumer's per-row rescale factors (kOffValid32, kOffPairFlags, kOffPairBars, kOffScale); no
 // staging buffers.
 //
 // Synchronization, per buffer b (mbarriers; their phases run on across pieces, since both CTAs
 // walk the same pieces, so no barrier separates pieces):
 //   LOCAL_READY[b] (128 arrivals): this CTA's producer threads, after their stores and a proxy
-//     fence (st.shared is a generic-proxy write; wgmma reads through the async proxy).
-//   REMOTE_READY[b] (1 arrival + bytes): this CTA's producer announces the bytes the peer's
-//     st.async stores will bring (kRemoteBytes), whose completion ends the phase.
+//     fence (st.shared is a generic-proxy write; wgmma and the bulk copies read through the async
+//     proxy).
+//   REMOTE_READY[b] (1 arrival + bytes): this CTA's producer announces the bytes the peer's bulk
+//     copies and st.async stores (validity and `bad` words) will bring (kRemoteBytes), whose
+//     completion ends the phase.
 //   AVAILABLE[b] (4 arrivals): each math warpgroup of both CTAs, once its P V of the buffer
 //     retired; the producers wait for it before refilling buffer b.
 // Named barriers (never barrier 0: the roles would reach it at different instructions, which the
@@ -98,8 +102,8 @@ __device__ __forceinline__ void load_row_part(const uint8_t* row, int c_lo, FP8R
   }
 }
 
-// Bytes the peer's producer stores into this CTA per tile: 32 bf16 rows, their validity words
-// and its four warps' `bad` words.
+// Bytes the peer's producer brings into this CTA per tile: 32 bf16 rows (bulk copies), their
+// validity words and its four warps' `bad` words (st.async).
 template <class Cfg>
 inline constexpr uint32_t kRemoteBytes = 32 * Cfg::kD * 2 + 32 * 4 + 4 * 4;
 
@@ -317,8 +321,9 @@ __device__ __forceinline__ void consume_tiles(uint8_t* smem, const DecodeKernelA
       // Both halves of tile t in buffer b: this CTA's producer's and the peer's.
       const uint32_t parity = (ready_phase >> b) & 1u;
       ptx::mbarrier_wait(bar_addr<Cfg>(smem_base, kLocalReady, b), parity);
-      // The peer's st.async bytes complete this CTA's own barrier: the CTA-scope wait suffices
-      // (as for TMA multicast); the cluster-scope acquire added an L1 invalidation (CCTL.IVALL).
+      // The peer's bulk-copy and st.async bytes complete this CTA's own barrier: the CTA-scope wait
+      // suffices (as for TMA multicast); the cluster-scope acquire added an L1 invalidation
+      // (CCTL.IVALL).
       ptx::mbarrier_wait(bar_addr<Cfg>(smem_base, kRemoteReady, b), parity);
       ready_phase ^= 1u << b;
       piece_bad |= tile_bad<Cfg>(smem_base, b);
