@@ -128,6 +128,16 @@ TEST(CudaDenseDecode, EdgeCases) {
     c.h_q = 128;
     run_dense_gpu_case(group, c);
   }
+  // Peaked softmax: scale 100 spreads the log2-domain scores over ~35 per unit of their std, so
+  // tile maxima often exceed a row's reference maximum by more than the kernels' slack (2^8) and
+  // the rescale path runs after the first tile, in every loop (16 / 32 rows, ping-pong 64 rows).
+  for (int h_q : {16, 32, 64, 128}) {
+    DenseCase c = base();
+    c.softmax_scale = 100.f;
+    c.h_q = h_q;
+    c.seqlens = {3000, 700, 65};
+    run_dense_gpu_case(group, c);
+  }
   {  // long sequence with a single short neighbour: many splits of one sequence
     DenseCase c = base();
     c.seqlens = {20000, 3};

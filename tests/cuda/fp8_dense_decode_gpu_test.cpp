@@ -85,6 +85,16 @@ TEST(CudaFP8DenseDecode, EdgeCases) {
   scaled.softmax_scale = 0.1352f;
   run_dense_gpu_case(group, scaled);
   run_dense_gpu_case(group, with({20000, 3}, 64, 2));
+  // Peaked softmax (scale 100): the rescale path after the first tile, in the 16- and 64-row
+  // loops and in the cluster loop with the single consumer and (one worker, 48+ tiles) the split.
+  for (int h_q : {16, 64, 128}) {
+    DenseCase peaked = with({3000, 700, 65}, h_q, 1);
+    peaked.softmax_scale = 100.f;
+    run_dense_gpu_case(group, peaked);
+  }
+  DenseCase peaked_split = with({4000, 3500}, 128, 1, 1);
+  peaked_split.softmax_scale = 100.f;
+  run_dense_gpu_case(group, peaked_split);
   run_dense_gpu_case(group, with(draw_seqlens(rng, 16, 4096, true, 0.05), 128, 1));
 }
 
