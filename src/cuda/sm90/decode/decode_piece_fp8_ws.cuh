@@ -42,9 +42,10 @@
 // Named barriers (never barrier 0: the roles would reach it at different instructions, which the
 // aligned bar.sync / bar.red do not allow): MATH (11, the 256 math threads) in place of
 // decode_piece's __syncthreads, P_READY (9) and P_FREE (10) between the split consumer's two
-// warpgroups. A cluster barrier
-// starts the kernel (after the mbarrier init) and ends it, so that no CTA exits while its peer
-// may still store into it or arrive on its barriers.
+// warpgroups. A cluster barrier starts the kernel (after the mbarrier init) and ends it, so that
+// no CTA exits while its peer may still copy into it, read its copies' sources or arrive on its
+// barriers (a CTA reaches the end only after its last REMOTE_READY, so the peer's copies are
+// done by then).
 //
 // `bad` (a row id outside the cache) and the sparse validity travel with each tile: every math
 // thread ORs the tile's eight `bad` words (two ranks, four producer warps), and the epilogue
