@@ -3,7 +3,7 @@
 # tests and Python extension; run the CUDA test suite, the Python CUDA tests, the host-overhead
 # measurement and `flashmla bench` over the dense anchor cases. Logs and JSON go to $OUT.
 #
-#   bash tools/gpu_check.sh [build|tests|gtest|pytest|bench|bench-sparse|bench-fp8|ncu|sweep|all]...
+#   bash tools/gpu_check.sh [build|tests|gtest|pytest|bench|bench-sparse|bench-fp8|ncu|sweep|ab|all]...
 #   (default: all, which is build, tests and the three benches; tests = gtest + pytest)
 #   PACK_LOGS=1 packs the logs, ncu reports and SASS tables into one $OUT/logs<TAG>.tgz at the end
 #   (the device tool returns at most 8 files); JSON results stay as they are.
@@ -24,7 +24,7 @@ export PATH=/usr/local/cuda/bin:$PATH PYTHONUNBUFFERED=1
 # FLASHMLA_GIT_COMMIT=$(cat .deps/git_commit) itself (session 5 got a stale commit without it).
 steps=${*:-all}
 has() {
-  [[ " $steps " == *" $1 "* || (" $steps " == *" all "* && $1 != ncu && $1 != sweep) ||
+  [[ " $steps " == *" $1 "* || (" $steps " == *" all "* && $1 != ncu && $1 != sweep && $1 != ab) ||
     (" $steps " == *" tests "* && ($1 == gtest || $1 == pytest)) ]]
 }
 tag=${TAG:+_$TAG}
@@ -36,7 +36,8 @@ commit_file=.deps/git_commit
 [[ $SOURCE == . ]] || commit_file=$SOURCE/.git_commit  # written by tools/export_rev.sh
 [[ -f $commit_file ]] && export FLASHMLA_GIT_COMMIT=$(cat "$commit_file")
 
-if has build || has gtest || has pytest || has bench || has bench-sparse || has bench-fp8 || has ncu || has sweep; then
+if has build || has gtest || has pytest || has bench || has bench-sparse || has bench-fp8 || has ncu ||
+  has sweep || has ab; then
   t0=$SECONDS
   cmake -S "$SOURCE" -B "$BUILD" -G Ninja -DFLASHMLA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a \
     -DFLASHMLA_BUILD_TESTS=ON -DFLASHMLA_BUILD_CLI=ON -DFLASHMLA_BUILD_PYTHON=ON \
@@ -140,6 +141,43 @@ if has sweep; then  # split granularity for the small-batch anchor cases (index 
     timeout 60 $BUILD/apps/flashmla/flashmla bench --cases .deps/anchors/flashmla-dense-decode-h200.json \
       --device cuda --case-filter "index=16|17|19" --num-workers $w --no-ceilings 2>&1 |
       grep -E "^ *(16|17|19) " | sed "s/^/workers=$w /"
+  done
+fi
+
+if has ab; then  # interleaved A/B of revisions: AB_TREES="name:dir ..." (dir . = this build)
+  # Each other tree (e.g. from tools/export_rev.sh, carried) gets a CLI-only build in
+  # build-ab_<name>, in parallel; then AB_ROUNDS rounds (default 2) of every tree over AB_CASES
+  # ("kind:filter ...", kind dense, sparse or fp8; filter as --case-filter's index=), one line of
+  # "case:median us" per tree, kind and round.
+  declare -A ab_bin
+  for nd in ${AB_TREES:?AB_TREES=\"name:dir ...\"}; do
+    name=${nd%%:*} dir=${nd#*:}
+    if [[ $dir == . ]]; then ab_bin[$name]=$BUILD/apps/flashmla/flashmla; continue; fi
+    ab_bin[$name]=build-ab_$name/apps/flashmla/flashmla
+    (cmake -S "$dir" -B "build-ab_$name" -G Ninja -DFLASHMLA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a \
+      -DFLASHMLA_BUILD_CLI=ON -DFLASHMLA_DEPS_INCLUDE="$PWD/.deps/include" > "$OUT/build_ab_$name.log" 2>&1 &&
+      cmake --build "build-ab_$name" -j "$(($(nproc) / 2))" --target flashmla_cli \
+        >> "$OUT/build_ab_$name.log" 2>&1
+      echo "=== build ab $name rc=$?") &
+  done
+  wait
+  for round in $(seq 1 "${AB_ROUNDS:-2}"); do
+    for nd in $AB_TREES; do
+      name=${nd%%:*}
+      for kc in ${AB_CASES:-dense:0|16|17 sparse:0|1|3 fp8:0|16}; do
+        kind=${kc%%:*} filter=${kc#*:}
+        case $kind in
+          dense) args=(--cases .deps/anchors/flashmla-dense-decode-h200.json) ;;
+          fp8) args=(--cases .deps/anchors/flashmla-dense-decode-h200.json --kv fp8 --no-bf16-kv-baseline) ;;
+          sparse) args=(--cases .deps/anchors/flashmla-sparse-decode-h200.json) ;;
+        esac
+        log="$OUT/ab_${name}_${kind}_$round.log"
+        timeout 120 "${ab_bin[$name]}" bench "${args[@]}" --device cuda --no-ceilings \
+          --case-filter "index=$filter" > "$log" 2>&1
+        echo "--- $name $kind round $round: $(grep -E '^ +[0-9]+ ' "$log" |
+          awk '{printf "%s:%s ", $1, $(NF-5)}')"
+      done
+    done
   done
 fi
 
