@@ -88,5 +88,25 @@ TEST(DecodeScheduleRules, Fp8SplitConsumerOnlyWithManyTilesPerWorker) {
   EXPECT_TRUE(decode_fp8_split_consumer(48LL * workers, 1, workers)) << "a partial tile counts";
 }
 
+TEST(DecodeScheduleRules, Fp8PeerBulkCopiesUnlessTheWorkersHaveAlmostNoTiles) {
+  const int workers = kSMs / 2;
+  // Measured on the H200 (session 9, bulk copies against per-thread st.async):
+  EXPECT_FALSE(decode_fp8_peer_bulk(1, 58 * 64, workers)) << "dense b = 1: 29.5 vs 31.8 us";
+  EXPECT_FALSE(decode_fp8_peer_bulk(2 * 2, 2048, workers)) << "sparse b = 2: 30.0 vs 31.0 us";
+  EXPECT_TRUE(decode_fp8_peer_bulk(8, 232 * 64, workers)) << "dense b = 8: 79.7 vs 71.0 us";
+  EXPECT_TRUE(decode_fp8_peer_bulk(64 * 2, 2048, workers)) << "sparse b = 64: 276.9 vs 249.1 us";
+  // Every plan that takes the split consumer also takes the bulk copies (the split consumer has
+  // no st.async variant).
+  for (long long seqs : {1LL, 4LL, 47LL, 48LL, 100LL, 1000LL}) {
+    for (int w : {0, 1, workers, 2 * workers}) {
+      if (decode_fp8_split_consumer(seqs, 64, w)) EXPECT_TRUE(decode_fp8_peer_bulk(seqs, 64, w));
+    }
+  }
+  // The threshold: 4 tiles per worker; no workers count as one.
+  EXPECT_TRUE(decode_fp8_peer_bulk(4, 64, 1));
+  EXPECT_FALSE(decode_fp8_peer_bulk(3, 64, 1));
+  EXPECT_FALSE(decode_fp8_peer_bulk(3, 64, 0));
+}
+
 }  // namespace
 }  // namespace flashmla::detail::cuda

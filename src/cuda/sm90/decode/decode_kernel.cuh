@@ -139,6 +139,9 @@ struct DecodeConfig {
   // The split consumer of decode_piece_fp8_ws.cuh (set by decode_launch.cuh's SplitConsumer where
   // decode_fp8_split_consumer picks it).
   static constexpr bool kSplitConsumer = false;
+  // The cluster producer's half of each tile reaches the peer by bulk copy (true, the default)
+  // or by per-thread st.async stores (decode_launch.cuh's PeerStores, for small plans).
+  static constexpr bool kPeerBulk = true;
   static_assert(kSmemBytes <= 227 * 1024, "exceeds the 227 KB a Hopper CTA may use");
   // Two CTAs share an SM when both fit its 228 KB (1 KB of it reserved per CTA); the launch
   // bounds then cap registers at 128 per thread.

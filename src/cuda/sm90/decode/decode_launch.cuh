@@ -54,6 +54,10 @@ template <class Base>
 struct SplitConsumer : Base {
   static constexpr bool kSplitConsumer = true;
 };
+template <class Base>
+struct PeerStores : Base {
+  static constexpr bool kPeerBulk = false;
+};
 
 template <class Cfg>
 void launch_decode_cluster(const DecodeKernelArgs& a, cudaStream_t stream) {
@@ -142,6 +146,17 @@ inline bool fp8_split_consumer(const DecodeKernelArgs& a, bool sparse) {
   return decode_fp8_split_consumer(a.plan_seqs, slots, a.schedule.num_workers);
 }
 
+// How the FP8 cluster producer reaches the peer (the rule: decode_fp8_peer_bulk in tile_shape.h);
+// FLASHMLA_FP8_PEER=bulk|stores forces one (A/B; read once).
+inline bool fp8_peer_bulk(const DecodeKernelArgs& a, bool sparse) {
+  static const bool force_bulk = env_equals("FLASHMLA_FP8_PEER", "bulk");
+  static const bool force_stores = env_equals("FLASHMLA_FP8_PEER", "stores");
+  if (force_bulk || force_stores) return force_bulk;
+  const long long slots =
+      sparse ? a.sparse_slots : static_cast<long long>(a.max_blocks_per_seq) * a.kv.page_block_size;
+  return decode_fp8_peer_bulk(a.plan_seqs, slots, a.schedule.num_workers);
+}
+
 // Runs the configuration for `tile_rows` (16, 32 or 64 rows per tile).
 template <typename Elem, int kD, bool kFP8, bool kSparse>
 void launch_decode_for_rows(const DecodeKernelArgs& a, int tile_rows, cudaStream_t stream) {
@@ -172,10 +187,13 @@ void launch_decode_for_rows(const DecodeKernelArgs& a, int tile_rows, cudaStream
     launch_decode<typename Configs::Rows32>(a, stream);
   } else if constexpr (kFP8) {
     if (a.kv_aligned && a.row_tiles % 2 == 0 && !fp8_64row_serial()) {
+      // The split consumer only serves plans large enough for the bulk copies.
       if (fp8_split_consumer(a, kSparse)) {
         launch_decode_cluster<SplitConsumer<typename Configs::Rows64WarpSpecialized>>(a, stream);
-      } else {
+      } else if (fp8_peer_bulk(a, kSparse)) {
         launch_decode_cluster<typename Configs::Rows64WarpSpecialized>(a, stream);
+      } else {
+        launch_decode_cluster<PeerStores<typename Configs::Rows64WarpSpecialized>>(a, stream);
       }
       return;
     }

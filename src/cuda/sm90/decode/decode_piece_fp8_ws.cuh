@@ -134,9 +134,11 @@ __device__ __forceinline__ bool tile_bad(uint32_t smem_base, int b) {
   return ((w[0] | w[1] | w[2] | w[3]) | (w[4] | w[5] | w[6] | w[7])) != 0;
 }
 
-// One producer thread's share of one row into this CTA's tile (the peer gets it by bulk copy).
+// One producer thread's share of one row into this CTA's tile, and with Cfg::kPeerBulk off also
+// into the peer's (st.async; otherwise the warp copies its rows over afterwards).
 template <class Cfg, bool kBf16Scale>
-__device__ __forceinline__ void store_row_part(uint32_t local_tile, int r, int c_lo,
+__device__ __forceinline__ void store_row_part(uint32_t local_tile, uint32_t remote_tile,
+                                               uint32_t remote_bar, int r, int c_lo,
                                                const FP8RowPart& d) {
   const uint32_t scale_bits[4] = {d.scales.x, d.scales.y, d.scales.z, d.scales.w};
   auto put = [&](int chunk, const uint4& v) {
@@ -144,6 +146,7 @@ __device__ __forceinline__ void store_row_part(uint32_t local_tile, int r, int c
     asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(local_tile + off), "r"(v.x),
                  "r"(v.y), "r"(v.z), "r"(v.w)
                  : "memory");
+    if constexpr (!Cfg::kPeerBulk) ptx::st_async_16(remote_tile + off, v, remote_bar);
   };
   // A 16-byte store is served a quarter-warp (one row's 8 threads) at a time, and chunks 2 c_lo
   // and 2 (c_lo + 4) fall into the same 16-byte slot of the swizzle (tile_chunk_offset): ncu
@@ -226,23 +229,27 @@ __device__ __forceinline__ void produce_tiles(uint8_t* smem, const DecodeKernelA
       const FP8RowPart& d = slot[q];
       const uint32_t any_bits = d.scales.x | d.scales.y | d.scales.z | d.scales.w;
       if ((any_bits & 0xffffu) == 0) {  // every scale exact in bf16 (FlashMLA's recipe)
-        store_row_part<Cfg, true>(local_tile, r, c_lo, d);
+        store_row_part<Cfg, true>(local_tile, remote_tile, remote_bar, r, c_lo, d);
       } else {
-        store_row_part<Cfg, false>(local_tile, r, c_lo, d);
+        store_row_part<Cfg, false>(local_tile, remote_tile, remote_bar, r, c_lo, d);
       }
       if (has_next) load_row_part(next_rows[q], c_lo, slot[q]);
       // The warp's 4 rows of this pass are 512 contiguous bytes in each of the tile's 9 column
       // blocks: lane 0 copies them into the peer with the bulk-copy engine, whose completion
       // counts on the peer's REMOTE_READY, instead of each thread repeating its 9 stores as
-      // st.async (the producer's stores were its bottleneck: bench/NOTES.md, session 9).
-      wgmma::fence_proxy_async();  // this thread's st.shared -> the copy engine and the wgmma reads
-      __syncwarp();
-      if ((ptid & 31) == 0) {
-        const int row_base = (r0 & ~3) + (pass0 + q) * kRowsPerPass;
+      // st.async (the producer's stores were its bottleneck: bench/NOTES.md, session 9). Small
+      // plans keep the stores (kPeerBulk off): with one or two tiles per worker nothing hides
+      // the copy's extra step.
+      if constexpr (Cfg::kPeerBulk) {
+        wgmma::fence_proxy_async();  // this thread's st.shared -> the copy engine and the wgmma
+        __syncwarp();
+        if ((ptid & 31) == 0) {
+          const int row_base = (r0 & ~3) + (pass0 + q) * kRowsPerPass;
 #pragma unroll
-        for (int block = 0; block < Cfg::kD / 64; ++block) {
-          const uint32_t off = static_cast<uint32_t>((block * Cfg::kTileN + row_base) << 7);
-          ptx::bulk_copy_shared_to_peer(remote_tile + off, local_tile + off, 4 * 128, remote_bar);
+          for (int block = 0; block < Cfg::kD / 64; ++block) {
+            const uint32_t off = static_cast<uint32_t>((block * Cfg::kTileN + row_base) << 7);
+            ptx::bulk_copy_shared_to_peer(remote_tile + off, local_tile + off, 4 * 128, remote_bar);
+          }
         }
       }
     }
@@ -259,7 +266,10 @@ __device__ __forceinline__ void produce_tiles(uint8_t* smem, const DecodeKernelA
       asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(flag_local), "r"(word) : "memory");
       ptx::st_async_4(ptx::cluster_peer_addr(flag_local, peer), word, remote_bar);
     }
-    ptx::mbarrier_arrive(bar_addr<Cfg>(smem_base, kLocalReady, b));  // (fenced above, per pass)
+    // Local st.shared (generic proxy) -> the math warps' wgmma reads (the bulk variant fenced per
+    // pass already).
+    if constexpr (!Cfg::kPeerBulk) wgmma::fence_proxy_async();
+    ptx::mbarrier_arrive(bar_addr<Cfg>(smem_base, kLocalReady, b));
   };
   FP8RowPart slot[2];
   uint32_t valid = 0;

@@ -100,6 +100,13 @@ __device__ __forceinline__ void bulk_copy_shared_to_peer(uint32_t dst, uint32_t 
 }
 // Stores into the peer CTA's shared memory that complete `bytes` of its mbarrier's transaction
 // count (the peer's own arrive_expect_tx announces them).
+__device__ __forceinline__ void st_async_16(uint32_t remote, const uint4& v, uint32_t remote_bar) {
+  asm volatile(
+      "st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.b32 [%0], {%1, %2, %3, %4}, "
+      "[%5];\n" ::"r"(remote),
+      "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w), "r"(remote_bar)
+      : "memory");
+}
 __device__ __forceinline__ void st_async_4(uint32_t remote, uint32_t v, uint32_t remote_bar) {
   asm volatile(
       "st.async.shared::cluster.mbarrier::complete_tx::bytes.b32 [%0], %1, [%2];\n" ::"r"(remote),
