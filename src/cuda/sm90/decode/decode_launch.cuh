@@ -135,26 +135,36 @@ inline bool fp8_64row_serial() {
   return serial;
 }
 
-// Which consumer the FP8 cluster loop runs (the rule: decode_fp8_split_consumer in
-// tile_shape.h); FLASHMLA_FP8_CONSUMER=split|single forces one (A/B; read once).
-inline bool fp8_split_consumer(const DecodeKernelArgs& a, bool sparse) {
-  static const bool force_split = env_equals("FLASHMLA_FP8_CONSUMER", "split");
-  static const bool force_single = env_equals("FLASHMLA_FP8_CONSUMER", "single");
-  if (force_split || force_single) return force_split;
-  const long long slots =
-      sparse ? a.sparse_slots : static_cast<long long>(a.max_blocks_per_seq) * a.kv.page_block_size;
-  return decode_fp8_split_consumer(a.plan_seqs, slots, a.schedule.num_workers);
+// An A/B switch: the environment variable `name` set to `yes` or `no` forces a rule's choice.
+struct ForcedChoice {
+  bool forced, value;
+  ForcedChoice(const char* name, const char* yes, const char* no)
+      : forced(env_equals(name, yes) || env_equals(name, no)), value(env_equals(name, yes)) {}
+};
+
+// What the FP8 cluster rules (tile_shape.h) count a plan sequence's tiles from: a sparse plan's
+// slots, or for dense the block table's width in tokens (the host does not know the lengths).
+inline long long fp8_rule_slots(const DecodeKernelArgs& a, bool sparse) {
+  return sparse ? a.sparse_slots
+                : static_cast<long long>(a.max_blocks_per_seq) * a.kv.page_block_size;
 }
 
-// How the FP8 cluster producer reaches the peer (the rule: decode_fp8_peer_bulk in tile_shape.h);
-// FLASHMLA_FP8_PEER=bulk|stores forces one (A/B; read once).
+// Which consumer the FP8 cluster loop runs (decode_fp8_split_consumer);
+// FLASHMLA_FP8_CONSUMER=split|single forces one (read once).
+inline bool fp8_split_consumer(const DecodeKernelArgs& a, bool sparse) {
+  static const ForcedChoice force("FLASHMLA_FP8_CONSUMER", "split", "single");
+  return force.forced ? force.value
+                      : decode_fp8_split_consumer(a.plan_seqs, fp8_rule_slots(a, sparse),
+                                                  a.schedule.num_workers);
+}
+
+// How the FP8 cluster producer reaches the peer (decode_fp8_peer_bulk);
+// FLASHMLA_FP8_PEER=bulk|stores forces one (read once).
 inline bool fp8_peer_bulk(const DecodeKernelArgs& a, bool sparse) {
-  static const bool force_bulk = env_equals("FLASHMLA_FP8_PEER", "bulk");
-  static const bool force_stores = env_equals("FLASHMLA_FP8_PEER", "stores");
-  if (force_bulk || force_stores) return force_bulk;
-  const long long slots =
-      sparse ? a.sparse_slots : static_cast<long long>(a.max_blocks_per_seq) * a.kv.page_block_size;
-  return decode_fp8_peer_bulk(a.plan_seqs, slots, a.schedule.num_workers);
+  static const ForcedChoice force("FLASHMLA_FP8_PEER", "bulk", "stores");
+  return force.forced
+             ? force.value
+             : decode_fp8_peer_bulk(a.plan_seqs, fp8_rule_slots(a, sparse), a.schedule.num_workers);
 }
 
 // Runs the configuration for `tile_rows` (16, 32 or 64 rows per tile).
