@@ -99,7 +99,9 @@ TEST(DecodeScheduleRules, Fp8PeerBulkCopiesUnlessTheWorkersHaveAlmostNoTiles) {
   // no st.async variant).
   for (long long seqs : {1LL, 4LL, 47LL, 48LL, 100LL, 1000LL}) {
     for (int w : {0, 1, workers, 2 * workers}) {
-      if (decode_fp8_split_consumer(seqs, 64, w)) EXPECT_TRUE(decode_fp8_peer_bulk(seqs, 64, w));
+      if (decode_fp8_split_consumer(seqs, 64, w)) {
+        EXPECT_TRUE(decode_fp8_peer_bulk(seqs, 64, w)) << seqs << " sequences, " << w << " workers";
+      }
     }
   }
   // The threshold: 4 tiles per worker; no workers count as one.
