@@ -6,7 +6,11 @@
 
 Prints the stall reasons over the whole kernel, then the code between consecutive
 synchronization points (barriers, wgmma waits, cp.async commits) with the share of stall samples
-each segment holds, and the top instructions. (tools/gpu_check.sh ncu writes these CSV files.)
+each segment holds, and the top instructions. In a warp-specialized kernel (setmaxnreg) it also
+splits the code at each USETMAXREG, which starts one warp role's code, and prints each role's
+share of the samples, its stall reasons and its instructions executed per warp and tile (pass
+--tiles, the tiles per warp of the profiled launch). (tools/gpu_check.sh ncu writes these CSV
+files.)
 """
 import argparse
 import csv
@@ -20,6 +24,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("csv_file")
     parser.add_argument("--top", type=int, default=8, help="instructions to list")
+    parser.add_argument("--tiles", type=float, default=0,
+                        help="tiles per warp (executions of a role's loop) for per-tile counts")
     args = parser.parse_args()
     with open(args.csv_file, newline="") as f:
         rows = [r for r in csv.reader(f)]
@@ -42,6 +48,24 @@ def main() -> None:
                 print(f"  {start[-6:]}..{r[0][-6:]} {100 * acc / total:5.1f}%  -> {r[1].strip()[:48]}"
                       f"  (executed {r[executed]})")
             acc, start = 0.0, r[0]
+    roles = [i for i, r in enumerate(data) if "USETMAXREG" in r[1]]
+    if roles:
+        print("code by warp role (from each USETMAXREG to the next; shared tails go to the last):")
+        for n, begin in enumerate(roles):
+            end = roles[n + 1] if n + 1 < len(roles) else len(data)
+            part = data[begin:end]
+            got = sum(value(r, samples) for r in part)
+            why = sorted(((sum(value(r, i) for r in part), header[i][6:]) for i in reasons),
+                         reverse=True)
+            regs = part[0][1].split()[-1]
+            per_tile = ""
+            if args.tiles > 0:
+                warps = max(value(part[0], executed), 1.0)  # the USETMAXREG runs once per warp
+                done = sum(value(r, executed) for r in part) / warps / args.tiles
+                per_tile = f", {done:.0f} instructions per warp and tile"
+            print(f"  {part[0][0][-6:]} {part[0][1].strip()[:40]:40s} {100 * got / total:5.1f}%"
+                  f"{per_tile}: " +
+                  ", ".join(f"{name} {100 * v / (got or 1):.0f}%" for v, name in why[:6]))
     print("top instructions:")
     for r in sorted(data, key=lambda r: -value(r, samples))[:args.top]:
         top_reason = max(reasons, key=lambda i: value(r, i))
