@@ -134,6 +134,20 @@ __device__ __forceinline__ bool tile_bad(uint32_t smem_base, int b) {
   return ((w[0] | w[1] | w[2] | w[3]) | (w[4] | w[5] | w[6] | w[7])) != 0;
 }
 
+// The math warps' wait for both halves of the tile in buffer b (this CTA's producer's and the
+// peer's); `ready_phase` bit b is the parity of the buffer's next phase. Returns the tile's
+// `bad`. The peer's bulk-copy and st.async bytes complete this CTA's own barrier: the CTA-scope
+// wait suffices (as for TMA multicast); the cluster-scope acquire added an L1 invalidation
+// (CCTL.IVALL).
+template <class Cfg>
+__device__ __forceinline__ bool wait_tile(uint32_t smem_base, int b, uint32_t& ready_phase) {
+  const uint32_t parity = (ready_phase >> b) & 1u;
+  ptx::mbarrier_wait(bar_addr<Cfg>(smem_base, kLocalReady, b), parity);
+  ptx::mbarrier_wait(bar_addr<Cfg>(smem_base, kRemoteReady, b), parity);
+  ready_phase ^= 1u << b;
+  return tile_bad<Cfg>(smem_base, b);
+}
+
 // One producer thread's share of one row into this CTA's tile, and with Cfg::kPeerBulk off also
 // into the peer's (st.async; otherwise the warp copies its rows over afterwards).
 template <class Cfg, bool kBf16Scale>
@@ -328,17 +342,7 @@ __device__ __forceinline__ void consume_tiles(uint8_t* smem, const DecodeKernelA
     const int b = t & 1;
     const int tile_start = token_begin + t * Cfg::kTileN;
     const uint32_t kv_stage = smem_base + Cfg::kOffKV + b * Cfg::kKVBytes;
-    {
-      // Both halves of tile t in buffer b: this CTA's producer's and the peer's.
-      const uint32_t parity = (ready_phase >> b) & 1u;
-      ptx::mbarrier_wait(bar_addr<Cfg>(smem_base, kLocalReady, b), parity);
-      // The peer's bulk-copy and st.async bytes complete this CTA's own barrier: the CTA-scope wait
-      // suffices (as for TMA multicast); the cluster-scope acquire added an L1 invalidation
-      // (CCTL.IVALL).
-      ptx::mbarrier_wait(bar_addr<Cfg>(smem_base, kRemoteReady, b), parity);
-      ready_phase ^= 1u << b;
-      piece_bad |= tile_bad<Cfg>(smem_base, b);
-    }
+    piece_bad |= wait_tile<Cfg>(smem_base, b, ready_phase);
 
     // ---- S = Q K^T: this warpgroup's 64 x 32 block, d/16 wgmmas.
     float sc[Cfg::kSNTiles][4];
@@ -520,13 +524,7 @@ __device__ __forceinline__ void consume_tiles_split(uint8_t* smem, const DecodeK
       const int b = t & 1;
       const int tile_start = token_begin + t * kTileN;
       const uint32_t kv_stage = smem_base + Cfg::kOffKV + b * Cfg::kKVBytes;
-      {
-        const uint32_t parity = (ready_phase >> b) & 1u;
-        ptx::mbarrier_wait(bar_addr<Cfg>(smem_base, kLocalReady, b), parity);
-        ptx::mbarrier_wait(bar_addr<Cfg>(smem_base, kRemoteReady, b), parity);
-        ready_phase ^= 1u << b;
-        piece_bad |= tile_bad<Cfg>(smem_base, b);
-      }
+      piece_bad |= wait_tile<Cfg>(smem_base, b, ready_phase);
       // ---- S = Q K^T, the whole 64 x 64 tile.
       float sc[32];
 #pragma unroll
