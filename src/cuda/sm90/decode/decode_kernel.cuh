@@ -197,6 +197,60 @@ __device__ __forceinline__ void store_pair(float* out, int col, int dv, float x0
   }
 }
 
+// The softmax steps of a 64 x 64 S tile held whole by one warpgroup (m64n64 accumulator layout:
+// sc[4 j + e] row srow0, sc[4 j + 2 + e] row srow1, key column 8 j + 2 t4 + e), shared by the
+// ping-pong loop and the split consumer of the FP8 cluster loop.
+// Scores to the log2 domain, -inf past a row's limit or where valid(col) rejects the slot; returns
+// the quad's row maxima.
+template <bool kCheckValid, class Valid>
+__device__ __forceinline__ float2 scale_mask_row_max(float (&sc)[32], int t4, int tile_start,
+                                                     int2 limits, float scale_log2,
+                                                     const Valid& valid) {
+  float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const int col = 8 * j + 2 * t4;
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const bool keep = !kCheckValid || valid(col + e);
+      const int tok = tile_start + col + e;
+      sc[4 * j + e] = keep && tok < limits.x ? sc[4 * j + e] * scale_log2 : -INFINITY;
+      sc[4 * j + 2 + e] = keep && tok < limits.y ? sc[4 * j + 2 + e] * scale_log2 : -INFINITY;
+      mx0 = fmaxf(mx0, sc[4 * j + e]);
+      mx1 = fmaxf(mx1, sc[4 * j + 2 + e]);
+    }
+  }
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+  return make_float2(mx0, mx1);
+}
+// P = exp2(S - use) into registers (rp: the A fragments of the P V wgmma) and into the P tile at
+// sp (128-byte swizzled rows, for the other warpgroup); returns this thread's share of the rows'
+// sums.
+template <class Elem>
+__device__ __forceinline__ float2 p_to_regs_and_smem(const float (&sc)[32], float use0, float use1,
+                                                     uint32_t (&rp)[4][4], uint8_t* sp, int srow0,
+                                                     int srow1, int t4) {
+  float sum0 = 0.f, sum1 = 0.f;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const float p0 = ptx::exp2_approx(sc[4 * j] - use0);
+    const float p1 = ptx::exp2_approx(sc[4 * j + 1] - use0);
+    const float p2 = ptx::exp2_approx(sc[4 * j + 2] - use1);
+    const float p3 = ptx::exp2_approx(sc[4 * j + 3] - use1);
+    sum0 += p0 + p1;
+    sum1 += p2 + p3;
+    const uint32_t lo = ptx::pack2<Elem>(p0, p1), hi = ptx::pack2<Elem>(p2, p3);
+    rp[j >> 1][2 * (j & 1)] = lo;
+    rp[j >> 1][2 * (j & 1) + 1] = hi;
+    *reinterpret_cast<uint32_t*>(sp + p_chunk_offset<128>(srow0, j) + 4 * t4) = lo;
+    *reinterpret_cast<uint32_t*>(sp + p_chunk_offset<128>(srow1, j) + 4 * t4) = hi;
+  }
+  return make_float2(sum0, sum1);
+}
+
 // Exclusive key limits of a thread's two query rows (tile rows srow0 and srow1): the piece's
 // end, and with causal masking query token j of s_q sees keys 0 .. s_k - s_q + j.
 template <class Cfg>

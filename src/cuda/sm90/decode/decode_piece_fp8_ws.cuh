@@ -548,24 +548,9 @@ __device__ __forceinline__ void consume_tiles_split(uint8_t* smem, const DecodeK
       // ---- Mask, scale to the log2 domain, row maxima (quad shuffles).
       const uint32_t* valid =
           reinterpret_cast<const uint32_t*>(smem + Cfg::kOffValid32) + b * kTileN;
-      float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const int col = 8 * j + 2 * t4;
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const bool keep = !Cfg::kSparse || valid[col + e] != 0;
-          const int tok = tile_start + col + e;
-          sc[4 * j + e] = keep && tok < limits.x ? sc[4 * j + e] * a.scale_log2 : -INFINITY;
-          sc[4 * j + 2 + e] = keep && tok < limits.y ? sc[4 * j + 2 + e] * a.scale_log2 : -INFINITY;
-          mx0 = fmaxf(mx0, sc[4 * j + e]);
-          mx1 = fmaxf(mx1, sc[4 * j + 2 + e]);
-        }
-      }
-      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+      const float2 mx = scale_mask_row_max<Cfg::kSparse>(sc, t4, tile_start, limits, a.scale_log2,
+                                                         [&](int col) { return valid[col] != 0; });
+      const float mx0 = mx.x, mx1 = mx.y;
       const float new0 = fmaxf(m0, mx0), new1 = fmaxf(m1, mx1);
       // A row that has seen no key yet keeps max -inf; subtract 0 then so exp2 gives 0, not NaN.
       const float use0 = new0 == -INFINITY ? 0.f : new0;
@@ -576,23 +561,10 @@ __device__ __forceinline__ void consume_tiles_split(uint8_t* smem, const DecodeK
       m1 = new1;
       // ---- P(t) into registers and shared memory, the rescale factors for warpgroup 1.
       if (t > 0) ptx::bar_sync(kBarPFree, kMath);  // warpgroup 1 is done with P(t - 1)
-      uint8_t* sp = smem + Cfg::kOffP;
       uint32_t rp[4][4];
-      float sum0 = 0.f, sum1 = 0.f;
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const float p0 = ptx::exp2_approx(sc[4 * j] - use0);
-        const float p1 = ptx::exp2_approx(sc[4 * j + 1] - use0);
-        const float p2 = ptx::exp2_approx(sc[4 * j + 2] - use1);
-        const float p3 = ptx::exp2_approx(sc[4 * j + 3] - use1);
-        sum0 += p0 + p1;
-        sum1 += p2 + p3;
-        const uint32_t lo = ptx::pack2<Elem>(p0, p1), hi = ptx::pack2<Elem>(p2, p3);
-        rp[j >> 1][2 * (j & 1)] = lo;
-        rp[j >> 1][2 * (j & 1) + 1] = hi;
-        *reinterpret_cast<uint32_t*>(sp + p_chunk_offset<128>(srow0, j) + 4 * t4) = lo;
-        *reinterpret_cast<uint32_t*>(sp + p_chunk_offset<128>(srow1, j) + 4 * t4) = hi;
-      }
+      const float2 sums =
+          p_to_regs_and_smem<Elem>(sc, use0, use1, rp, smem + Cfg::kOffP, srow0, srow1, t4);
+      const float sum0 = sums.x, sum1 = sums.y;
       if (t4 == 0) {
         row_scale[srow0] = al0;
         row_scale[srow1] = al1;

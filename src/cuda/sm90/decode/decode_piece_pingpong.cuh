@@ -244,24 +244,10 @@ __device__ __forceinline__ void decode_piece_pingpong(uint8_t* smem, const Decod
   for (int t = wg; t < num_tiles; t += 2) {
     const int tile_start = token_begin + t * kTileN;
     // ---- B: log2-domain scores, masked (past the piece / causal limit / invalid sparse slot).
-    float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const int col = 8 * j + 2 * t4;
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const bool keep = !Cfg::kSparse || valid[col + e];
-        const int tok = tile_start + col + e;
-        sc[4 * j + e] = keep && tok < limit0 ? sc[4 * j + e] * a.scale_log2 : -INFINITY;
-        sc[4 * j + 2 + e] = keep && tok < limit1 ? sc[4 * j + 2 + e] * a.scale_log2 : -INFINITY;
-        mx0 = fmaxf(mx0, sc[4 * j + e]);
-        mx1 = fmaxf(mx1, sc[4 * j + 2 + e]);
-      }
-    }
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    const float2 mx =
+        scale_mask_row_max<Cfg::kSparse>(sc, t4, tile_start, make_int2(limit0, limit1),
+                                         a.scale_log2, [&](int col) { return valid[col] != 0; });
+    const float mx0 = mx.x, mx1 = mx.y;
     // ---- C: m(t) and the rescale factor of this warpgroup's O and l.
     const float new0 = fmaxf(m_run0, mx0), new1 = fmaxf(m_run1, mx1);
     const float use0 = new0 == -INFINITY ? 0.f : new0;
@@ -272,22 +258,9 @@ __device__ __forceinline__ void decode_piece_pingpong(uint8_t* smem, const Decod
     m_run1 = new1;
     // ---- D: P(t) into registers and into sP[wg] (128-byte swizzled rows) for the other
     // warpgroup, m(t) into sM[wg].
-    uint8_t* sp = smem + p_own;
-    float sum0 = 0.f, sum1 = 0.f;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const float p0 = ptx::exp2_approx(sc[4 * j] - use0);
-      const float p1 = ptx::exp2_approx(sc[4 * j + 1] - use0);
-      const float p2 = ptx::exp2_approx(sc[4 * j + 2] - use1);
-      const float p3 = ptx::exp2_approx(sc[4 * j + 3] - use1);
-      sum0 += p0 + p1;
-      sum1 += p2 + p3;
-      const uint32_t lo = ptx::pack2<Elem>(p0, p1), hi = ptx::pack2<Elem>(p2, p3);
-      rp[j >> 1][2 * (j & 1)] = lo;
-      rp[j >> 1][2 * (j & 1) + 1] = hi;
-      *reinterpret_cast<uint32_t*>(sp + p_chunk_offset<128>(srow0, j) + 4 * t4) = lo;
-      *reinterpret_cast<uint32_t*>(sp + p_chunk_offset<128>(srow1, j) + 4 * t4) = hi;
-    }
+    const float2 sums =
+        p_to_regs_and_smem<Elem>(sc, use0, use1, rp, smem + p_own, srow0, srow1, t4);
+    const float sum0 = sums.x, sum1 = sums.y;
     if (t4 == 0) {
       s_max[wg * Cfg::kRows + srow0] = new0;
       s_max[wg * Cfg::kRows + srow1] = new1;
